@@ -1,0 +1,184 @@
+"""A small U-Net denoiser backbone sized for CPUs.
+
+The architecture follows the DDPM / ADM family (Ho et al. 2020; Dhariwal & Nichol 2021):
+residual blocks with GroupNorm and SiLU, a sinusoidal noise-level embedding injected as
+per-channel scale and shift (FiLM), self-attention at the lowest resolution, and optional class
+conditioning by a learned embedding with an extra "null" class used for classifier-free guidance
+(Ho & Salimans 2022). The network is the raw ``F`` of EDM; wrap it in
+:class:`diffcomm.diffusion.precond.EDMDenoiser` to get ``denoiser(x, sigma) -> x0_hat``.
+
+Example:
+    >>> net = UNet(in_channels=1, base_channels=32, channel_mults=(1, 2, 2), num_classes=10)
+    >>> out = net(torch.zeros(2, 1, 28, 28), torch.zeros(2), torch.tensor([3, 10]))
+    >>> tuple(out.shape)
+    (2, 1, 28, 28)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class UNetConfig:
+    """Architecture hyper-parameters (stored beside the weights as JSON)."""
+
+    in_channels: int = 1
+    base_channels: int = 32
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 1
+    attention_levels: tuple[int, ...] = (2,)
+    num_classes: int = 0  # 0 = unconditional; otherwise label num_classes is the null class
+    dropout: float = 0.0
+    emb_dim: int = 128
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channel_mults"] = list(self.channel_mults)
+        d["attention_levels"] = list(self.attention_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UNetConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("channel_mults", "attention_levels"):
+            if key in known:
+                known[key] = tuple(known[key])
+        return cls(**known)
+
+
+def _groups(channels: int) -> int:
+    for g in (8, 4, 2, 1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer-style sinusoidal embedding of a real scalar per sample (Vaswani et al. 2017)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[:, None] * freqs[None] * 1000.0 / 4.0
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(_groups(in_ch), in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.norm2 = nn.GroupNorm(_groups(out_ch), out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, ch: int, heads: int = 4):
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.heads = heads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class UNet(nn.Module):
+    """U-Net ``F(x, c_noise, class_labels)``; see the module docstring."""
+
+    def __init__(self, config: UNetConfig | None = None, **kwargs):
+        super().__init__()
+        cfg = config or UNetConfig(**kwargs)
+        self.config = cfg
+        ch = cfg.base_channels
+        self.emb_mlp = nn.Sequential(nn.Linear(cfg.emb_dim, cfg.emb_dim), nn.SiLU(),
+                                     nn.Linear(cfg.emb_dim, cfg.emb_dim))
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.emb_dim) if cfg.num_classes else None
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+
+        self.down = nn.ModuleList()
+        skip_channels = [ch]
+        cur = ch
+        for level, mult in enumerate(cfg.channel_mults):
+            out = cfg.base_channels * mult
+            for _ in range(cfg.num_res_blocks):
+                blocks = nn.ModuleList([ResBlock(cur, out, cfg.emb_dim, cfg.dropout)])
+                if level in cfg.attention_levels:
+                    blocks.append(Attention(out))
+                self.down.append(blocks)
+                cur = out
+                skip_channels.append(cur)
+            if level < len(cfg.channel_mults) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
+                skip_channels.append(cur)
+
+        self.mid1 = ResBlock(cur, cur, cfg.emb_dim, cfg.dropout)
+        self.mid_attn = Attention(cur)
+        self.mid2 = ResBlock(cur, cur, cfg.emb_dim, cfg.dropout)
+
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(cfg.channel_mults))):
+            out = cfg.base_channels * mult
+            for _ in range(cfg.num_res_blocks + 1):
+                blocks = nn.ModuleList([ResBlock(cur + skip_channels.pop(), out, cfg.emb_dim, cfg.dropout)])
+                if level in cfg.attention_levels:
+                    blocks.append(Attention(out))
+                self.up.append(blocks)
+                cur = out
+            if level > 0:
+                self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"),
+                                              nn.Conv2d(cur, cur, 3, padding=1)]))
+        self.norm_out = nn.GroupNorm(_groups(cur), cur)
+        self.conv_out = nn.Conv2d(cur, cfg.in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.emb_mlp(sinusoidal_embedding(c_noise.reshape(-1).expand(x.shape[0]), self.config.emb_dim))
+        if self.class_emb is not None:
+            if class_labels is None:  # unconditional use of a conditional net: the null class
+                class_labels = torch.full((x.shape[0],), self.config.num_classes, dtype=torch.long,
+                                          device=x.device)
+            emb = emb + self.class_emb(class_labels.long())
+        h = self.conv_in(x)
+        skips = [h]
+        for blocks in self.down:
+            if isinstance(blocks[0], ResBlock):
+                h = blocks[0](h, emb)
+                for extra in blocks[1:]:
+                    h = extra(h)
+            else:
+                h = blocks[0](h)
+            skips.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for blocks in self.up:
+            if isinstance(blocks[0], ResBlock):
+                h = blocks[0](torch.cat([h, skips.pop()], dim=1), emb)
+                for extra in blocks[1:]:
+                    h = extra(h)
+            else:
+                h = blocks[1](blocks[0](h))
+        return self.conv_out(F.silu(self.norm_out(h)))
