@@ -63,3 +63,17 @@ def git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns separated by two spaces, with a rule under the header.
+
+    >>> print(format_table(["a", "b"], [["1", "22"]]))
+    a  b
+    -  --
+    1  22
+    """
+    cells = [list(map(str, header))] + [list(map(str, r)) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
