@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -74,6 +75,14 @@ class Task(Protocol):
     def loss(self, model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor: ...
 
 
+@contextlib.contextmanager
+def seeded_init(seed: int):
+    """Build models inside this context so their initial weights depend only on ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator for the randomness of one training step (order-independent, resumable)."""
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
@@ -119,6 +128,18 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict(sd)
 
 
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["diffcomm"])
+        return load_file(path), meta
+    except Exception as exc:  # noqa: BLE001 - a corrupt checkpoint is a user-facing condition
+        raise DiffcommError(f"checkpoint {path} is unreadable ({type(exc).__name__}); "
+                            f"delete it to restart training from scratch") from None
+
+
 def save_model(path: str | Path, model: nn.Module, config: dict[str, Any]) -> None:
     """Export weights (safetensors) and their config (JSON beside them, same stem)."""
     path = Path(path)
@@ -142,8 +163,7 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
     elapsed_before = 0.0
     run_config = dict(run_config or {})
     if ckpt.exists():
-        tensors = load_file(ckpt)
-        meta = json.loads((out / "checkpoint.json").read_text())
+        tensors, meta = _read_checkpoint(ckpt)
         if meta.get("run_config", {}).get("model") != run_config.get("model"):
             raise DiffcommError(f"{ckpt} was written for another model configuration; "
                                 f"use a new --out folder or delete {out}")
@@ -184,7 +204,7 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
                       "seconds": elapsed_before + time.time() - t0}
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-        if hasattr(task, "snapshot") and (done % cfg.snapshot_every == 0 or done == cfg.steps):
+        if getattr(task, "snapshot", None) and (done % cfg.snapshot_every == 0 or done == cfg.steps):
             metrics = task.snapshot(ema, done, out) or {}
             if metrics:
                 record = {**record, **metrics, "step": done}
@@ -197,11 +217,10 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
             tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
             tensors.update(_optimizer_tensors(opt))
             seconds = elapsed_before + time.time() - t0
-            # Weights first, then the JSON that names the step: a kill between the two leaves the
-            # previous JSON, and the weights of a later step are simply re-trained from it.
-            atomic_save_safetensors(ckpt, tensors)
-            atomic_write_json(out / "checkpoint.json", {"step": done, "seconds": seconds,
-                                                        "run_config": run_config})
+            # One atomic file holds the weights and the step they belong to (in its metadata), so a
+            # kill at any moment leaves either the previous or the new checkpoint, never a mix.
+            meta = {"step": done, "seconds": seconds, "run_config": run_config}
+            atomic_save_safetensors(ckpt, tensors, metadata={"diffcomm": json.dumps(meta)})
     bar.close()
     seconds = elapsed_before + time.time() - t0
     final = {"steps": cfg.steps, "seconds": round(seconds, 1), "final_loss": running,

@@ -30,7 +30,7 @@ from diffcomm.diffusion.loss import edm_loss
 from diffcomm.diffusion.precond import EDMDenoiser
 from diffcomm.diffusion.unet import UNet, UNetConfig
 from diffcomm.errors import DiffcommError
-from diffcomm.training import TrainConfig, batch_indices, train
+from diffcomm.training import TrainConfig, batch_indices, seeded_init, train
 
 
 class PriorTask:
@@ -40,7 +40,8 @@ class PriorTask:
                  batch_size: int, seed: int, cond_dropout: float = 0.1, sample_steps: int = 18):
         self.images = images
         self.labels = labels
-        self.model = EDMDenoiser(UNet(model_cfg))
+        with seeded_init(seed):
+            self.model = EDMDenoiser(UNet(model_cfg))
         self.batch_size = batch_size
         self.seed = seed
         self.cond_dropout = cond_dropout

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffcomm.errors import DiffcommError
-from diffcomm.training import TrainConfig, batch_indices, train
+from diffcomm.training import TrainConfig, batch_indices, seeded_init, train
 
 
 @dataclass
@@ -95,7 +95,8 @@ class ClassifierTask:
 
     def __init__(self, images, labels, test_images, test_labels, cfg: ClassifierConfig,
                  batch_size: int, seed: int):
-        self.model = Classifier(cfg)
+        with seeded_init(seed):
+            self.model = Classifier(cfg)
         self.images, self.labels = images, labels
         self.test_images, self.test_labels = test_images, test_labels
         self.batch_size, self.seed = batch_size, seed
