@@ -1,0 +1,217 @@
+"""DeepJSCC: learned analog joint source-channel coding with SNR adaptation.
+
+Bourtsoulatze, Kurka, Gündüz, "Deep Joint Source-Channel Coding for Wireless Image
+Transmission", IEEE TCCN 2019: a convolutional encoder maps the image straight to complex channel
+symbols (power-normalised, eq. 2), the channel adds noise (and fading), and a convolutional
+decoder reconstructs the image. SNR adaptation follows the attention-feature (AF) modules of
+ADJSCC (Xu, Ai, Chen, Li, "Wireless Image Transmission Using Deep Source Channel Coding With
+Attention Modules", IEEE TCSVT 2021): after each stage, channel-wise gains predicted from
+(pooled features, SNR) rescale the features, so one model serves 0–20 dB.
+
+Fading: with perfect CSI the receiver equalises (MMSE, :func:`diffcomm.channels.equalize_mmse`)
+before the decoder, and the AF modules see the post-equalisation SNR (|h|²·SNR for block fading).
+
+The encoder half is a ``diffcomm`` encoder (``encoder(x) -> complex (B, k)`` before power
+normalisation); the decoder half maps equalised symbols (and the SNR) back to pixels.
+
+Example:
+    >>> model = DeepJSCC(DeepJSCCConfig(cbr=1 / 16))
+    >>> z = model.encode(torch.rand(2, 1, 28, 28), snr_db=torch.tensor([10.0, 10.0]))
+    >>> z.shape, z.dtype
+    (torch.Size([2, 49]), torch.complex64)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffcomm.errors import DiffcommError
+
+
+@dataclass
+class DeepJSCCConfig:
+    in_channels: int = 1
+    image_size: int = 28
+    cbr: float = 1 / 16
+    width: int = 32
+    channel: str = "awgn"           # training channel: "awgn" or "rayleigh" (block, perfect CSI)
+    snr_min_db: float = 0.0
+    snr_max_db: float = 20.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DeepJSCCConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @property
+    def latent_channels(self) -> int:
+        """Real channels of the 7×7 latent: 2k = latent_channels · (H/4)²."""
+        n = self.in_channels * self.image_size ** 2
+        k = round(self.cbr * n)
+        cells = (self.image_size // 4) ** 2
+        if (2 * k) % cells:
+            raise DiffcommError(f"DeepJSCC needs 2k divisible by {cells} latent cells; CBR {self.cbr} gives k={k}")
+        return 2 * k // cells
+
+
+class AFModule(nn.Module):
+    """Attention-feature module (ADJSCC): channel gains from pooled features and the SNR."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(channels + 1, channels // 2), nn.ReLU(inplace=True),
+                                 nn.Linear(channels // 2, channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        ctx = torch.cat([x.mean((2, 3)), snr_db.reshape(-1, 1) / 20.0], dim=1)
+        return x * self.mlp(ctx)[:, :, None, None]
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 5 if stride == 2 else 3, stride, padding=2 if stride == 2 else 1),
+                         nn.PReLU(cout))
+
+
+def _deconv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 5, 2, padding=2, output_padding=1), nn.PReLU(cout))
+
+
+class DeepJSCC(nn.Module):
+    """Encoder + decoder of SNR-adaptive DeepJSCC; the channel sits between them."""
+
+    def __init__(self, config: DeepJSCCConfig | None = None, **kwargs):
+        super().__init__()
+        cfg = config or DeepJSCCConfig(**kwargs)
+        self.config = cfg
+        w, c = cfg.width, cfg.latent_channels
+        self.enc = nn.ModuleList([_conv(cfg.in_channels, w, 2), _conv(w, w, 2), _conv(w, w), _conv(w, w)])
+        self.enc_af = nn.ModuleList([AFModule(w) for _ in self.enc])
+        self.enc_out = nn.Conv2d(w, c, 3, padding=1)
+        self.dec_in = _conv(c, w)
+        self.dec = nn.ModuleList([_conv(w, w), _conv(w, w), _deconv(w, w), _deconv(w, w)])
+        self.dec_af = nn.ModuleList([AFModule(w) for _ in self.dec])
+        self.dec_out = nn.Conv2d(w, cfg.in_channels, 3, padding=1)
+
+    @property
+    def k(self) -> int:
+        return round(self.config.cbr * self.config.in_channels * self.config.image_size ** 2)
+
+    def encode(self, x: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        """Pixels (B, C, H, W) -> complex symbols (B, k) *before* power normalisation."""
+        h = x * 2 - 1
+        for layer, af in zip(self.enc, self.enc_af):
+            h = af(layer(h), snr_db)
+        v = self.enc_out(h).flatten(1)
+        return torch.complex(v[:, 0::2], v[:, 1::2])
+
+    def decode(self, s_hat: torch.Tensor, snr_db: torch.Tensor) -> torch.Tensor:
+        """Equalised symbols (B, k) -> pixels in [0, 1]."""
+        cfg = self.config
+        side = cfg.image_size // 4
+        v = torch.stack([s_hat.real, s_hat.imag], dim=-1).flatten(1).float()
+        h = self.dec_in(v.reshape(-1, cfg.latent_channels, side, side))
+        for layer, af in zip(self.dec, self.dec_af):
+            h = af(layer(h), snr_db)
+        return torch.sigmoid(self.dec_out(h))
+
+
+class DeepJSCCEncoder(nn.Module):
+    """The transmitter half as a diffcomm encoder (fixed design SNR): ``x -> complex (B, k)``."""
+
+    is_linear = False
+
+    def __init__(self, model: DeepJSCC, snr_db: float, name: str = "deepjscc"):
+        super().__init__()
+        self.model = model
+        self.snr_db = float(snr_db)
+        self.name = name
+        cfg = model.config
+        self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
+        self.k = model.k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        snr = torch.full((x.shape[0],), self.snr_db, device=x.device)
+        return self.model.encode(x, snr)
+
+
+def simulate(model: DeepJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: str,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """End-to-end pass: encode → power normalise → channel → MMSE equalise → decode.
+
+    ``channel`` is "awgn" or "rayleigh" (block fading, one h per image, perfect CSI).
+    Differentiable (used for training).
+    """
+    from diffcomm.channels import awgn, equalize_mmse, make_channel, normalize_power, snr_db_to_n0
+
+    z, _ = normalize_power(model.encode(x, snr_db))
+    n0 = snr_db_to_n0(snr_db).reshape(-1, 1).to(z.real.dtype)
+    h = make_channel(channel).sample_gains(z.shape[0], z.shape[1], generator=generator)
+    y = awgn(h * z, n0, generator=generator)
+    s_hat, _ = equalize_mmse(y, h, n0)
+    eff_snr_db = snr_db + 10 * torch.log10(h.abs().pow(2).mean(1).clamp_min(1e-6))
+    return model.decode(s_hat, eff_snr_db if channel != "awgn" else snr_db)
+
+
+def build_deepjscc(config: dict[str, Any]) -> DeepJSCC:
+    return DeepJSCC(DeepJSCCConfig.from_dict(config["model"]))
+
+
+class JSCCTask:
+    """MSE training over SNRs drawn uniformly from [snr_min_db, snr_max_db]."""
+
+    def __init__(self, images, test_images, cfg: DeepJSCCConfig, batch_size: int, seed: int):
+        from diffcomm.training import seeded_init
+
+        with seeded_init(seed):
+            self.model = DeepJSCC(cfg)
+        self.cfg = cfg
+        self.images, self.test_images = images, test_images
+        self.batch_size, self.seed = batch_size, seed
+
+    def loss(self, model: DeepJSCC, step: int, generator: torch.Generator) -> torch.Tensor:
+        from diffcomm.training import batch_indices
+
+        x = self.images[batch_indices(len(self.images), self.batch_size, self.seed, step)]
+        snr = self.cfg.snr_min_db + (self.cfg.snr_max_db - self.cfg.snr_min_db) * torch.rand(
+            len(x), generator=generator)
+        return F.mse_loss(simulate(model, x, snr, self.cfg.channel, generator), x)
+
+    @torch.no_grad()
+    def snapshot(self, ema: DeepJSCC, step: int, out_dir: Path) -> dict[str, Any]:
+        x = self.test_images[:1000]
+        out = {}
+        for snr in (0.0, 10.0, 20.0):
+            gen = torch.Generator().manual_seed(0)
+            x_hat = simulate(ema, x, torch.full((len(x),), snr), self.cfg.channel, gen)
+            mse = (x_hat - x).pow(2).flatten(1).mean(1)
+            out[f"psnr_{snr:g}dB"] = float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
+        return out
+
+
+def run_jscc_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
+    """``diffcomm train jscc --config FILE``."""
+    from diffcomm.data import get_dataset
+    from diffcomm.training import TrainConfig, train
+
+    unknown = sorted(set(config) - {"model", "data", "train", "name", "description"})
+    if unknown:
+        raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train]")
+    model_cfg = DeepJSCCConfig.from_dict(config.get("model", {}))
+    if model_cfg.channel not in ("awgn", "rayleigh"):
+        raise DiffcommError(f"[model] channel must be 'awgn' or 'rayleigh', got {model_cfg.channel!r}")
+    train_cfg = TrainConfig.from_dict(config.get("train", {}))
+    dataset = config.get("data", {}).get("dataset", "fashion-mnist")
+    x = get_dataset(dataset, "train")[0]
+    xt = get_dataset(dataset, "test")[0]
+    task = JSCCTask(x, xt, model_cfg, train_cfg.batch_size, train_cfg.seed)
+    run_config = {"kind": "jscc", "name": config.get("name", "deepjscc"), "model": model_cfg.to_dict(),
+                  "data": {"dataset": dataset, "n_train": len(x)}}
+    return train(task, train_cfg, out_dir, run_config=run_config, progress=progress)
