@@ -1,0 +1,309 @@
+"""The communication link: encoder -> power normalisation -> fading channel -> noise, with receiver CSI.
+
+The link implements ``y = A(x) + n`` (DESIGN §1) for one image per batch row:
+
+    z = E(x)                         encoder output, complex (B, k)
+    g = sqrt(k) / ||z||              per-image power-normalisation gain (mean |g z|^2 = 1)
+    y = h ⊙ (g z) + n,  n ~ CN(0, N0 I),  N0 = 10^(-SNR/10)
+
+**Side information.** ``g`` is one real number per image, sent to the receiver error-free as side
+information (e.g. in a packet header) and *not* counted as a channel use; it reveals ``||E(x)||``.
+Given ``g``, the noiseless operator ``A(x) = ĥ ⊙ g E(x)`` (:meth:`Link.forward`) is linear in x
+whenever E is, which is what makes exact pseudo-inverse and Gaussian-posterior receivers possible.
+
+**CSI.** ``csi="perfect"``: ``ĥ = h``. ``csi="estimated"``: each coherence block of the channel
+(see :class:`diffcomm.channels.Channel`) is preceded by ``n_pilots`` unit-power Zadoff-Chu pilots
+that go through the *same* gain; the receiver estimates one gain per block by LS or LMMSE
+(:mod:`diffcomm.channels.estimation`) and ``ĥ`` is that estimate. ``csi="none"``: ``ĥ`` is None and
+a (blind) receiver must pass its own ``h`` to :meth:`Link.forward`.
+
+**Bandwidth.** Pilots are channel uses: ``pilots_used = n_pilots × blocks`` per image, so the frame
+takes ``k + pilots_used`` uses. ``pilots_in_budget`` states what a result is charged:
+``False`` (default): the CBR budget counts data symbols only and pilots are overhead reported
+beside it (``link.cbr = k / n``); ``True``: the budget counts data + pilots
+(``link.cbr = (k + pilots_used) / n``); :func:`make_link` then shrinks the encoder so that data
+and pilots fit in ``round(cbr · n)``.
+
+**Randomness.** :meth:`Link.transmit` draws, in order, the block gains, the data noise, then the pilot
+noise from one generator, so the same seed gives the same h and y whatever the CSI mode.
+
+Example:
+    >>> link = make_link("gaussian", (1, 28, 28), "1/16", channel="rayleigh", snr_db=10.0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    >>> rx.y.shape, link.k, rx.pilots_used
+    (torch.Size([2, 49]), 49, 0)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from diffcomm.channels import (
+    Channel,
+    awgn,
+    check_shape,
+    complex_to_real,
+    estimate_lmmse,
+    estimate_ls,
+    make_channel,
+    normalize_power,
+    pilot_sequence,
+    snr_db_to_n0,
+    symbols_for_cbr,
+)
+from diffcomm.errors import DiffcommError
+
+CSI_MODES = ("perfect", "estimated", "none")
+ESTIMATORS = ("ls", "lmmse")
+
+
+@dataclass
+class Received:
+    """What arrives at the receiver for a batch (all tensors detached)."""
+
+    y: torch.Tensor                       # complex (B, k): received data symbols (pilots removed)
+    h: torch.Tensor                       # complex (B, k): true gains, for evaluation only
+    h_hat: torch.Tensor | None            # complex (B, k): receiver CSI (h, an estimate, or None)
+    n0: float                             # noise variance per complex symbol
+    gain: torch.Tensor                    # real (B,): power-normalisation gain (side information)
+    pilots_used: int                      # channel uses per image spent on pilots
+    y_pilot: torch.Tensor | None = None   # complex (B, blocks, n_pilots): received pilots (csi="estimated")
+    pilots: torch.Tensor | None = None    # complex (n_pilots,): the pilot sequence (csi="estimated")
+
+    @property
+    def batch(self) -> int:
+        return self.y.shape[0]
+
+
+class Link:
+    """Encoder + power normalisation + channel + CSI at a fixed SNR; see the module docstring.
+
+    ``encoder`` is any callable ``x -> complex (B, k)`` with attributes ``k`` and ``shape``
+    (e.g. from :func:`diffcomm.transmit.make_encoder`); ``channel`` a :class:`Channel` or a name for
+    :func:`diffcomm.channels.make_channel`.
+    """
+
+    def __init__(self, encoder: Any, channel: Channel | str, snr_db: float, csi: str = "perfect", n_pilots: int = 0,
+                 pilot_estimator: str = "lmmse", pilots_in_budget: bool = False):
+        k = getattr(encoder, "k", None)
+        if not callable(encoder) or isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise DiffcommError("Link: encoder must be callable with an int attribute k >= 1; "
+                                "build one with diffcomm.transmit.make_encoder")
+        self.encoder = encoder
+        self.shape = check_shape(getattr(encoder, "shape", None))
+        self.channel = make_channel(channel) if isinstance(channel, str) else channel
+        if not isinstance(self.channel, Channel):
+            raise DiffcommError(f"Link: channel must be a name or a diffcomm.channels.Channel, got {channel!r}")
+        self.n0 = float(snr_db_to_n0(snr_db))
+        self.snr_db = float(snr_db)
+        if csi not in CSI_MODES:
+            raise DiffcommError(f"Link: csi must be one of {', '.join(CSI_MODES)}, got {csi!r}")
+        if pilot_estimator not in ESTIMATORS:
+            raise DiffcommError(f"Link: pilot_estimator must be 'ls' or 'lmmse', got {pilot_estimator!r}")
+        if isinstance(n_pilots, bool) or not isinstance(n_pilots, int) or n_pilots < 0:
+            raise DiffcommError(f"Link: n_pilots must be an int >= 0, got {n_pilots!r}")
+        if csi == "estimated" and n_pilots < 1:
+            raise DiffcommError("Link: csi='estimated' needs n_pilots >= 1 pilot symbols per coherence block")
+        if csi != "estimated" and n_pilots:
+            raise DiffcommError(f"Link: n_pilots applies to csi='estimated' only; drop it or set csi='estimated' "
+                                f"(got csi={csi!r})")
+        if not isinstance(pilots_in_budget, bool):
+            raise DiffcommError(f"Link: pilots_in_budget must be True or False, got {pilots_in_budget!r}")
+        self.csi, self.n_pilots, self.pilot_estimator = csi, n_pilots, pilot_estimator
+        self.pilots_in_budget = pilots_in_budget
+        self.k: int = k
+        self.n: int = math.prod(self.shape)
+        self.blocks: int = self.channel.num_blocks(k)
+        self.pilots_used: int = self.n_pilots * self.blocks if csi == "estimated" else 0
+        self.pilots = pilot_sequence(n_pilots) if csi == "estimated" else None
+
+    # ---- bookkeeping ---------------------------------------------------------------------------
+    @property
+    def is_linear(self) -> bool:
+        enc = self.encoder
+        return bool(getattr(enc, "is_linear", False)) and torch.is_tensor(getattr(enc, "matrix", None))
+
+    @property
+    def channel_uses(self) -> int:
+        """Complex channel uses per image: data symbols plus pilots."""
+        return self.k + self.pilots_used
+
+    @property
+    def cbr(self) -> float:
+        """The CBR this link is charged: ``k / n``, or ``(k + pilots_used) / n`` if ``pilots_in_budget``."""
+        return (self.channel_uses if self.pilots_in_budget else self.k) / self.n
+
+    def config(self) -> dict[str, Any]:
+        """JSON-ready description for results records."""
+        enc = self.encoder.config() if hasattr(self.encoder, "config") else {"name": getattr(self.encoder, "name", "?")}
+        return {"encoder": enc, "channel": self.channel.config(), "snr_db": self.snr_db, "n0": self.n0,
+                "csi": self.csi, "n_pilots": self.n_pilots, "pilot_estimator": self.pilot_estimator,
+                "pilots_in_budget": self.pilots_in_budget, "k": self.k, "pilots_used": self.pilots_used,
+                "channel_uses": self.channel_uses, "cbr": self.cbr}
+
+    def __repr__(self) -> str:
+        return (f"Link(encoder={getattr(self.encoder, 'name', '?')}, channel={self.channel!r}, snr_db={self.snr_db:g}, "
+                f"csi={self.csi!r}, k={self.k}, pilots_used={self.pilots_used})")
+
+    # ---- checks ----------------------------------------------------------------------------------
+    def _check_images(self, x: torch.Tensor, who: str, check_range: bool) -> None:
+        want = f"(B, {', '.join(map(str, self.shape))})"
+        if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim != 4 or tuple(x.shape[1:]) != self.shape:
+            got = (str(x.dtype), tuple(x.shape)) if torch.is_tensor(x) else type(x).__name__
+            raise DiffcommError(f"{who}: x must be float images {want} in [0, 1], got {got}")
+        if x.shape[0] < 1:
+            raise DiffcommError(f"{who}: x is an empty batch")
+        if check_range:
+            xd = x.detach()
+            if not torch.isfinite(xd).all():
+                raise DiffcommError(f"{who}: x contains NaN or inf")
+            if xd.min() < 0 or xd.max() > 1:
+                raise DiffcommError(f"{who}: pixels must be in [0, 1], got [{float(xd.min()):.4g}, "
+                                    f"{float(xd.max()):.4g}]; rescale the images")
+
+    def _coefficients(self, rx: Received, h: torch.Tensor | None, who: str) -> torch.Tensor:
+        """``ĥ ⊙ g`` as complex ``(B, k)``: the per-symbol factor applied to ``E(x)``."""
+        if not isinstance(rx, Received):
+            raise DiffcommError(f"{who}: rx must be the Received record from link.transmit")
+        if h is None:
+            h = rx.h_hat
+        if h is None:
+            raise DiffcommError(f"{who}: this link has csi='none'; pass the channel to use, e.g. {who}(..., h=h_est)")
+        if not torch.is_tensor(h):
+            raise DiffcommError(f"{who}: h must be a tensor broadcastable to ({rx.batch}, {self.k})")
+        try:
+            shape = torch.broadcast_shapes(h.shape, (rx.batch, self.k))
+        except RuntimeError:
+            shape = None
+        if shape != (rx.batch, self.k):
+            raise DiffcommError(f"{who}: h {tuple(h.shape)} does not broadcast to ({rx.batch}, {self.k})")
+        h = h if h.is_complex() else h.to(torch.complex64)
+        return h * rx.gain.reshape(-1, 1).to(h.real.dtype)
+
+    def _need_linear(self, who: str) -> None:
+        if not self.is_linear:
+            raise DiffcommError(f"{who} needs a linear encoder ('gaussian' or 'downsample'), "
+                                f"got {getattr(self.encoder, 'name', type(self.encoder).__name__)!r}")
+
+    # ---- the link --------------------------------------------------------------------------------
+    def transmit(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Received:
+        """Send a batch of images ``x`` (float ``(B, C, H, W)`` in [0, 1]) through the link.
+
+        Returns a detached :class:`Received` record.
+        """
+        self._check_images(x, "transmit", check_range=True)
+        with torch.no_grad():
+            z = self.encoder(x)
+            if not torch.is_tensor(z) or not z.is_complex() or tuple(z.shape) != (x.shape[0], self.k):
+                got = (z.dtype, tuple(z.shape)) if torch.is_tensor(z) else type(z).__name__
+                raise DiffcommError(f"transmit: encoder must return complex ({x.shape[0]}, {self.k}), got {got}")
+            z, gain = normalize_power(z.to(torch.complex64))
+            blocks = self.channel.sample_block_gains(x.shape[0], self.blocks, generator, device=x.device)
+            h = self.channel.expand_blocks(blocks, self.k)
+            y = awgn(h * z, self.n0, generator)
+            h_hat, y_pilot, pilots = None, None, None
+            if self.csi == "perfect":
+                h_hat = h.clone()
+            elif self.csi == "estimated":
+                pilots = self.pilots.to(x.device)
+                y_pilot = awgn(blocks[..., None] * pilots, self.n0, generator)
+                if self.pilot_estimator == "ls":
+                    est = estimate_ls(y_pilot, pilots)
+                else:
+                    est = estimate_lmmse(y_pilot, pilots, self.n0, self.channel.scatter_var, self.channel.mean)
+                h_hat = self.channel.expand_blocks(est, self.k)
+        return Received(y=y, h=h, h_hat=h_hat, n0=self.n0, gain=gain, pilots_used=self.pilots_used,
+                        y_pilot=y_pilot, pilots=pilots)
+
+    def forward(self, x: torch.Tensor, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Noiseless, differentiable ``A(x) = ĥ ⊙ g E(x)``: complex ``(B, k)``.
+
+        Uses the receiver's CSI ``rx.h_hat`` and the transmitted gain ``rx.gain``; ``h`` (broadcastable
+        to ``(B, k)``, e.g. ``(B, 1)`` for one gain per image) overrides ``rx.h_hat`` and is required
+        when ``csi="none"``. ``x`` may be any real images of the right shape (no range check), so
+        receivers can pass intermediate estimates; gradients flow to ``x`` and ``h``.
+        """
+        self._check_images(x, "forward", check_range=False)
+        c = self._coefficients(rx, h, "forward")
+        if x.shape[0] != rx.batch:
+            raise DiffcommError(f"forward: x has batch {x.shape[0]} but rx has {rx.batch}")
+        return c * self.encoder(x)
+
+    def matrix(self, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Real matrix of ``A`` per image, ``(B, 2k, n)``: ``complex_to_real(A(x)) = M vec(x)``.
+
+        Linear encoders only. Rows come in (Re, Im) pairs: for symbol j with ``c = ĥ_j g``,
+        ``[Re; Im] = [[Re c, -Im c], [Im c, Re c]] · [E_2j; E_2j+1]``.
+        """
+        self._need_linear("matrix")
+        c = self._coefficients(rx, h, "matrix")
+        e = self.encoder.matrix.to(c.device).reshape(self.k, 2, self.n)
+        er, ei = e[:, 0], e[:, 1]
+        cr, ci = c.real[..., None], c.imag[..., None]
+        re = cr * er - ci * ei
+        im = ci * er + cr * ei
+        return torch.stack([re, im], dim=2).reshape(rx.batch, 2 * self.k, self.n)
+
+    def pinv(self, y: torch.Tensor, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Exact pseudo-inverse ``A^+ y`` per image -> float32 pixels ``(B, C, H, W)`` (not clamped).
+
+        Linear encoders only. When E has full row rank and every ``c_j = ĥ_j g ≠ 0``,
+        ``A^+ = E^+ D^{-1}`` with D the invertible per-symbol scaling, which is computed in O(k n)
+        from the encoder's cached ``E^+``; otherwise (overcomplete E, zero gains) the per-image
+        ``torch.linalg.pinv`` of :meth:`matrix` is used. Computed in float64.
+        """
+        self._need_linear("pinv")
+        if not torch.is_tensor(y) or not y.is_complex() or y.ndim != 2 or y.shape[1] != self.k:
+            got = (str(y.dtype), tuple(y.shape)) if torch.is_tensor(y) else type(y).__name__
+            raise DiffcommError(f"pinv: y must be complex (B, {self.k}), got {got}")
+        if y.shape[0] != rx.batch:
+            raise DiffcommError(f"pinv: y has batch {y.shape[0]} but rx has {rx.batch}")
+        if not torch.isfinite(torch.view_as_real(y)).all():
+            raise DiffcommError("pinv: y contains NaN or inf")
+        c = self._coefficients(rx, h, "pinv").to(torch.complex128).expand(rx.batch, self.k)
+        if getattr(self.encoder, "full_row_rank", False) and bool((c != 0).all()):
+            v = complex_to_real(y.to(torch.complex128) / c)
+            x = v @ self.encoder.pinv_matrix.to(v.device).T
+        else:
+            a = self.matrix(rx, h).double()
+            x = (torch.linalg.pinv(a) @ complex_to_real(y.to(torch.complex128))[..., None]).squeeze(-1)
+        return x.to(torch.float32).reshape(-1, *self.shape)
+
+
+def make_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, channel: str | Channel = "awgn",
+              snr_db: float = 10.0, csi: str = "perfect", n_pilots: int = 0, pilot_estimator: str = "lmmse",
+              pilots_in_budget: bool = False, seed: int = 0, **encoder_options: Any) -> Link:
+    """Build encoder (by name, :func:`diffcomm.transmit.make_encoder`) and :class:`Link` together.
+
+    With ``pilots_in_budget=True`` and ``csi="estimated"``, the encoder gets the largest valid k with
+    ``k + pilots_used(k) <= round(cbr · C·H·W)``; otherwise ``k = round(cbr · C·H·W)`` and pilots are
+    extra.
+
+    Example: ``make_link("downsample", (1, 28, 28), "1/8", "rayleigh", 5.0, csi="estimated", n_pilots=2)``.
+    """
+    from diffcomm.transmit import make_encoder
+
+    shape = check_shape(shape)
+    ch = make_channel(channel) if isinstance(channel, str) else channel
+    if not (pilots_in_budget and csi == "estimated"):
+        enc = make_encoder(encoder, shape, cbr, seed, **encoder_options)
+        return Link(enc, ch, snr_db, csi, n_pilots, pilot_estimator, pilots_in_budget)
+    if isinstance(n_pilots, bool) or not isinstance(n_pilots, int) or n_pilots < 1:
+        raise DiffcommError(f"make_link: csi='estimated' needs n_pilots >= 1, got {n_pilots!r}")
+    budget = symbols_for_cbr(cbr, shape)
+    n = math.prod(shape)
+    for k in range(budget - 1, 0, -1):
+        if k + n_pilots * ch.num_blocks(k) > budget:
+            continue
+        try:
+            enc = make_encoder(encoder, shape, k / n, seed, **encoder_options)
+        except DiffcommError:
+            continue  # no valid encoder with this k (e.g. downsample grid); try a smaller one
+        if enc.k + n_pilots * ch.num_blocks(enc.k) <= budget:
+            return Link(enc, ch, snr_db, csi, n_pilots, pilot_estimator, pilots_in_budget)
+    raise DiffcommError(f"make_link: {budget} channel uses (CBR {cbr}) leave no room for data after "
+                        f"{n_pilots} pilot(s) per coherence block; raise the CBR or lower n_pilots")

@@ -1,0 +1,195 @@
+"""Linear semantic encoders: random Gaussian projection and pixel-domain area downsampling.
+
+A linear encoder is a real matrix ``E`` of shape ``(2k, n)``, ``n = C·H·W``: the image is flattened
+(C, H, W order), multiplied by ``E``, and consecutive pairs of reals become the ``k`` complex
+symbols (``diffcomm.channels.real_to_complex``). Power normalisation happens later, in the link.
+Linear links make the receiver's problem a linear inverse problem ``y = h ⊙ g (E x) + n`` with an
+exact pseudo-inverse and, under a Gaussian prior, an exact posterior (see
+:mod:`diffcomm.receivers.linear`).
+
+* :class:`GaussianProjection`: i.i.d. ``N(0, 1/n)`` entries (rows of expected norm 1), the
+  compressed-sensing measurement of Candès & Tao (2006); seeded, so transmitter and receiver share E.
+* :class:`Downsample`: area averaging to a ``C × h' × w'`` grid with ``C h' w' = 2k``
+  (``F.adaptive_avg_pool2d`` windows), the "downsampling" degradation of DDRM/DDNM.
+
+Example:
+    >>> enc = make_encoder("downsample", (1, 28, 28), "1/8")
+    >>> enc.k, enc.grid, enc(torch.rand(2, 1, 28, 28)).shape
+    (98, (14, 14), torch.Size([2, 98]))
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffcomm.channels import check_shape, real_to_complex
+from diffcomm.errors import DiffcommError
+
+MAX_MATRIX_ENTRIES = 200_000_000  # a dense (2k, n) float32 matrix above this (800 MB) is refused
+
+
+def _check_k(k: int, n: int, name: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise DiffcommError(f"{name}: k must be a positive int (complex symbols per image), got {k!r}")
+    if 2 * k * n > MAX_MATRIX_ENTRIES:
+        raise DiffcommError(f"{name}: a dense {2 * k}x{n} matrix is too large; use smaller images or a lower CBR")
+    return k
+
+
+class LinearEncoder(nn.Module):
+    """``x -> real_to_complex(E · vec(x))`` for a fixed real matrix ``E`` (buffer ``matrix``, ``(2k, n)``)."""
+
+    is_linear = True
+
+    def __init__(self, matrix: torch.Tensor, shape: tuple[int, int, int], name: str):
+        super().__init__()
+        self.shape = check_shape(shape)
+        self.n = math.prod(self.shape)
+        if matrix.ndim != 2 or matrix.shape[1] != self.n or matrix.shape[0] % 2:
+            raise DiffcommError(f"{name}: matrix must be (2k, {self.n}), got {tuple(matrix.shape)}")
+        self.k = matrix.shape[0] // 2
+        self.name = name
+        self.register_buffer("matrix", matrix.to(torch.float32).contiguous())
+        self._pinv: torch.Tensor | None = None
+        self._rank: int | None = None
+
+    def _check_x(self, x: torch.Tensor) -> None:
+        if not torch.is_tensor(x) or not x.is_floating_point() or x.ndim != 4 or tuple(x.shape[1:]) != self.shape:
+            got = (x.dtype, tuple(x.shape)) if torch.is_tensor(x) else type(x).__name__
+            raise DiffcommError(f"{self.name}: expected float images (B, {', '.join(map(str, self.shape))}), got {got}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels ``(B, C, H, W)`` -> complex64 symbols ``(B, k)`` (before power normalisation)."""
+        self._check_x(x)
+        return real_to_complex(x.flatten(1).to(self.matrix.dtype) @ self.matrix.T)
+
+    @property
+    def pinv_matrix(self) -> torch.Tensor:
+        """Moore-Penrose pseudo-inverse ``E^+`` (float64, ``(n, 2k)``), computed once."""
+        if self._pinv is None or self._pinv.device != self.matrix.device:
+            self._pinv = torch.linalg.pinv(self.matrix.double())
+        return self._pinv
+
+    @property
+    def rank(self) -> int:
+        """Numerical rank of ``E`` (float64 SVD), computed once."""
+        if self._rank is None:
+            self._rank = int(torch.linalg.matrix_rank(self.matrix.double()))
+        return self._rank
+
+    @property
+    def full_row_rank(self) -> bool:
+        """True if ``E E^+ = I`` (rank ``2k``); then ``(D E)^+ = E^+ D^{-1}`` for any invertible D."""
+        return self.rank == 2 * self.k
+
+    def decode_pinv(self, v: torch.Tensor) -> torch.Tensor:
+        """Minimum-norm least-squares image ``E^+ v`` for reals ``v`` ``(B, 2k)`` -> float32 ``(B, C, H, W)``.
+
+        Not clamped to [0, 1] (the exact linear pseudo-inverse).
+        """
+        if not torch.is_tensor(v) or v.is_complex() or v.ndim != 2 or v.shape[1] != 2 * self.k:
+            got = (v.dtype, tuple(v.shape)) if torch.is_tensor(v) else type(v).__name__
+            raise DiffcommError(f"{self.name}.decode_pinv: expected real (B, {2 * self.k}), got {got}")
+        x = v.double() @ self.pinv_matrix.T
+        return x.to(torch.float32).reshape(-1, *self.shape)
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "k": self.k}
+
+
+class GaussianProjection(LinearEncoder):
+    """Random real Gaussian projection ``E_ij ~ N(0, 1/n)`` of shape ``(2k, n)``, drawn from ``seed``.
+
+    For ``2k <= n`` it has full row rank with probability 1; ``E^+ E`` projects onto its row space.
+
+    Example:
+        >>> GaussianProjection((1, 28, 28), k=49, seed=0).matrix.shape
+        torch.Size([98, 784])
+    """
+
+    def __init__(self, shape: tuple[int, int, int], k: int, seed: int = 0):
+        shape = check_shape(shape)
+        n = math.prod(shape)
+        _check_k(k, n, "gaussian")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise DiffcommError(f"gaussian: seed must be an int, got {seed!r}")
+        gen = torch.Generator().manual_seed(seed)
+        matrix = torch.randn(2 * k, n, generator=gen, dtype=torch.float64) / math.sqrt(n)
+        super().__init__(matrix, shape, "gaussian")
+        self.seed = seed
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "seed": self.seed}
+
+
+def _grid_pairs(m: int, h: int, w: int) -> list[tuple[int, int]]:
+    """Factor pairs ``(a, b)``, ``a b = m``, that fit in an ``h × w`` image."""
+    return [(a, m // a) for a in range(1, min(m, h) + 1) if m % a == 0 and m // a <= w]
+
+
+def downsample_grid(shape: tuple[int, int, int], k: int) -> tuple[int, int] | None:
+    """Grid ``(h', w')`` with ``C h' w' = 2k`` closest to the image aspect ratio, or None if none fits.
+
+    Among the factor pairs of ``2k / C`` that fit in ``H × W`` it picks the one minimising
+    ``|log(h'/w') - log(H/W)|`` (ties: the smaller h').
+    """
+    c, h, w = shape
+    if (2 * k) % c:
+        return None
+    pairs = _grid_pairs(2 * k // c, h, w)
+    if not pairs:
+        return None
+    target = math.log(h / w)
+    return min(pairs, key=lambda p: (abs(math.log(p[0] / p[1]) - target), p[0]))
+
+
+def valid_downsample_cbrs(shape: tuple[int, int, int], near_k: int, count: int = 3) -> list[str]:
+    """Up to ``count`` valid CBRs below and above ``near_k`` symbols, as ``'p/q (k=..)'`` strings."""
+    n = math.prod(shape)
+    below = [k for k in range(near_k - 1, 0, -1) if downsample_grid(shape, k)][:count]
+    above = [k for k in range(near_k + 1, n // 2 + 1) if downsample_grid(shape, k)][:count]
+    return [f"{Fraction(k, n)} (k={k})" for k in sorted(below + above)]
+
+
+def _pool_matrix_1d(size: int, out: int) -> torch.Tensor:
+    """``(out, size)`` matrix of ``F.adaptive_avg_pool1d`` applied to the identity basis."""
+    eye = torch.eye(size, dtype=torch.float64).reshape(size, 1, size)
+    return F.adaptive_avg_pool1d(eye, out).reshape(size, out).T
+
+
+class Downsample(LinearEncoder):
+    """Area downsampling to a ``C × h' × w'`` grid of ``2k`` reals, as an exact dense matrix.
+
+    The grid is the factor pair of ``2k / C`` closest to the image aspect ratio
+    (:func:`downsample_grid`). The matrix applies ``F.adaptive_avg_pool2d`` windows; it is built from
+    the pooling of identity basis vectors (separably: ``kron(P_h, P_w)`` per channel, which equals
+    2-D adaptive average pooling because each window is a rectangle). When ``h'`` divides H and ``w'``
+    divides W, ``E^+ E x`` is the block-average image upsampled by repetition.
+
+    Example:
+        >>> Downsample((1, 28, 28), k=49).grid
+        (7, 14)
+    """
+
+    def __init__(self, shape: tuple[int, int, int], k: int):
+        shape = check_shape(shape)
+        c, h, w = shape
+        n = math.prod(shape)
+        _check_k(k, n, "downsample")
+        grid = downsample_grid(shape, k)
+        if grid is None:
+            why = (f"2k={2 * k} is not a multiple of C={c}" if (2 * k) % c
+                   else f"2k/C={2 * k // c} has no factor pair that fits in {h}x{w}")
+            valid = valid_downsample_cbrs(shape, k)
+            raise DiffcommError(f"downsample: k={k} does not give a pixel grid ({why}); "
+                                f"valid CBRs nearby: {', '.join(valid) or 'none'}")
+        a, b = grid
+        per_channel = torch.kron(_pool_matrix_1d(h, a), _pool_matrix_1d(w, b))  # (a b, h w)
+        super().__init__(torch.block_diag(*([per_channel] * c)), shape, "downsample")
+        self.grid = grid
