@@ -69,18 +69,26 @@ class LinearEncoder(nn.Module):
         self._check_x(x)
         return real_to_complex(x.flatten(1).to(self.matrix.dtype) @ self.matrix.T)
 
+    def _factorise(self) -> None:
+        """One float64 SVD of ``E`` gives both ``E^+`` and the numerical rank (torch.linalg.pinv's cut-off)."""
+        u, s, vh = torch.linalg.svd(self.matrix.double(), full_matrices=False)
+        tol = max(self.matrix.shape) * torch.finfo(torch.float64).eps * (float(s[0]) if s.numel() else 0.0)
+        keep = s > tol
+        self._rank = int(keep.sum())
+        self._pinv = (vh[keep].T / s[keep]) @ u[:, keep].T
+
     @property
     def pinv_matrix(self) -> torch.Tensor:
         """Moore-Penrose pseudo-inverse ``E^+`` (float64, ``(n, 2k)``), computed once."""
         if self._pinv is None or self._pinv.device != self.matrix.device:
-            self._pinv = torch.linalg.pinv(self.matrix.double())
+            self._factorise()
         return self._pinv
 
     @property
     def rank(self) -> int:
         """Numerical rank of ``E`` (float64 SVD), computed once."""
         if self._rank is None:
-            self._rank = int(torch.linalg.matrix_rank(self.matrix.double()))
+            self._factorise()
         return self._rank
 
     @property
@@ -160,7 +168,7 @@ def valid_downsample_cbrs(shape: tuple[int, int, int], near_k: int, count: int =
 def _pool_matrix_1d(size: int, out: int) -> torch.Tensor:
     """``(out, size)`` matrix of ``F.adaptive_avg_pool1d`` applied to the identity basis."""
     eye = torch.eye(size, dtype=torch.float64).reshape(size, 1, size)
-    return F.adaptive_avg_pool1d(eye, out).reshape(size, out).T
+    return F.adaptive_avg_pool1d(eye, out).reshape(size, out).T.contiguous()  # (kron needs contiguous)
 
 
 class Downsample(LinearEncoder):
