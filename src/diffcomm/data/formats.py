@@ -5,7 +5,8 @@ Neither dataset ships with this environment; these read the files a user downloa
 **CIFAR-10 batches are Python pickles.** Only open a folder you downloaded yourself from the
 official source (https://www.cs.toronto.edu/~kriz/cifar.html, ``cifar-10-python.tar.gz``).
 As a safeguard the reader uses a restricted unpickler that only builds dicts, lists, strings,
-bytes, numbers and numpy arrays; any other object in the file raises :class:`DiffcommError`
+bytes, numbers and numpy arrays (its allowlist: numpy array reconstruction and
+``_codecs.encode``); any other object in the file raises :class:`DiffcommError`
 instead of running code.
 
 Example:
@@ -31,7 +32,8 @@ from diffcomm.errors import DiffcommError
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
 
-# The only globals a CIFAR batch pickle needs: numpy array reconstruction (numpy 1.x and 2.x names).
+# The only globals a CIFAR batch pickle needs: numpy array reconstruction (numpy 1.x and 2.x names)
+# and bytes decoding.
 _SAFE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -41,6 +43,7 @@ _SAFE_GLOBALS = {
     ("numpy._core.numeric", "_frombuffer"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol <= 2 (pure, no side effects)
 }
 
 
@@ -125,7 +128,8 @@ def load_image_folder(root: str | os.PathLike, mode: str = "RGB",
                       size: int | tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
     """An image-classification folder: ``root/<class>/<image files>`` (ImageFolder layout).
 
-    Classes are the sub-folder names in sorted order (label i = i-th name). Every file whose
+    Classes are the sub-folder names in sorted order (label i = i-th name); within a class,
+    files (searched recursively) come in sorted path order. Every file whose
     extension Pillow can open is read (others, and hidden files, are skipped), converted to
     ``mode`` (``"RGB"`` or ``"L"``) and, when ``size`` is given (``s`` or ``(H, W)``), resized
     with bicubic interpolation. Without ``size`` all images must share one size.

@@ -6,9 +6,11 @@ one value per image, shape ``(B,)``, float32 on the input device. They are symme
 
 - :func:`psnr` (torchmetrics): ``10 log10(data_range^2 / MSE)`` with the MSE over C, H, W; capped
   at ``max_db`` (100 dB by default, i.e. MSE <= 1e-10) so identical images do not give +inf.
-- :func:`ssim` (torchmetrics; Wang et al. 2004, "Image quality assessment: from error visibility
-  to structural similarity", IEEE TIP 13(4), eq. 13): Gaussian window 11x11, sigma 1.5,
-  K1 = 0.01, K2 = 0.03, averaged over channels and positions.
+- :func:`ssim` (pytorch_msssim; Wang et al. 2004, "Image quality assessment: from error
+  visibility to structural similarity", IEEE TIP 13(4), eq. 13): Gaussian window 11x11,
+  sigma 1.5, K1 = 0.01, K2 = 0.03, mean over the valid (unpadded) positions and channels, as in
+  the authors' reference code. (torchmetrics 1.9's SSIM also averages reflection-padded border
+  positions and reads ~0.03 higher or lower on 28x28 images; we do not use it.)
 - :func:`ms_ssim` (pytorch_msssim; Wang, Simoncelli & Bovik 2003, "Multiscale structural
   similarity for image quality assessment", eq. 7): 5 scales with the standard weights
   (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); needs ``min(H, W) > (win_size - 1) * 16`` = 160.
@@ -81,21 +83,26 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, max_db: floa
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
          sigma: float = 1.5) -> torch.Tensor:
-    """Structural similarity per image, ``(B,)`` (Wang et al. 2004; Gaussian window).
+    """Structural similarity per image, ``(B,)`` (Wang et al. 2004, eq. 13; pytorch_msssim).
 
-    Images must be at least ``win_size`` pixels on each side; for tiny images (e.g. 8x8) pass a
-    smaller odd ``win_size`` such as 7 (and, as usual, a smaller ``sigma`` such as 1.0).
+    Gaussian window ``win_size`` x ``win_size`` with std ``sigma``, K1 = 0.01, K2 = 0.03, local
+    statistics over the *valid* region only (no padding), averaged over positions and channels;
+    this matches the authors' reference and ``skimage.metrics.structural_similarity(...,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``. Images must be at least
+    ``win_size`` pixels per side; for tiny images (e.g. 8x8) pass a smaller odd ``win_size``
+    such as 7 (with e.g. ``sigma=1.0``).
     """
-    from torchmetrics.functional.image import structural_similarity_index_measure
+    from pytorch_msssim import ssim as _ssim
 
     a, b = check_pair(x, y)
-    if win_size < 3 or win_size % 2 == 0:
+    if not isinstance(win_size, int) or win_size < 3 or win_size % 2 == 0:
         raise DiffcommError(f"SSIM win_size must be an odd integer >= 3, got {win_size}")
+    if not sigma > 0:
+        raise DiffcommError(f"SSIM sigma must be positive, got {sigma}")
     if min(a.shape[-2:]) < win_size:
         raise DiffcommError(f"SSIM with a {win_size}x{win_size} window needs images of at least {win_size} pixels "
                             f"per side, got {tuple(a.shape[-2:])}; pass a smaller odd win_size (e.g. 7)")
-    value = structural_similarity_index_measure(b, a, gaussian_kernel=True, sigma=sigma, kernel_size=win_size,
-                                                data_range=float(data_range), reduction="none")
+    value = _ssim(a, b, data_range=float(data_range), size_average=False, win_size=win_size, win_sigma=sigma)
     return value.to(torch.float32)
 
 
