@@ -1,0 +1,7 @@
+"""``python -m diffcomm``."""
+
+import sys
+
+from diffcomm.cli import main
+
+sys.exit(main())

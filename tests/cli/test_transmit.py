@@ -1,0 +1,104 @@
+"""The ``diffcomm transmit`` contract: outputs, JSON fields, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from diffcomm.cli import main
+from diffcomm.data import read_image, write_image
+
+
+@pytest.fixture
+def image(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 56, 56, generator=g), 2)  # smooth 28x28 image
+    path = tmp_path / "in.png"
+    write_image(path, x)
+    return path
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("channel", ["awgn", "rayleigh", "rician"])
+@pytest.mark.parametrize("encoder", ["gaussian", "downsample"])
+def test_transmit_writes_reconstruction_and_json(tmp_path, image, capsys, channel, encoder):
+    out = tmp_path / "rec.png"
+    code, stdout, _ = run_cli(["transmit", "--input", str(image), "--channel", channel, "--snr", "30", "--cbr",
+                               "1/8", "--encoder", encoder, "--receiver", "pinv", "--out", str(out), "--json"],
+                              capsys)
+    assert code == 0
+    record = json.loads(stdout)
+    for key in ("psnr", "ssim", "snr_db", "cbr", "k", "encoder", "receiver", "channel", "nfe", "seconds"):
+        assert key in record
+    assert record["k"] == round(784 / 8) and record["cbr"] == pytest.approx(1 / 8)
+    rec = read_image(out)
+    assert rec.shape == (1, 1, 28, 28)
+    # PSNR in the record is the PSNR of the file written (PNG quantisation aside).
+    x = read_image(image)
+    mse = float((rec - x).pow(2).mean())
+    assert record["psnr"] == pytest.approx(-10 * torch.log10(torch.tensor(mse)).item(), abs=0.2)
+
+
+def test_higher_snr_gives_better_downsample_reconstruction(tmp_path, image, capsys):
+    psnrs = []
+    for snr in ("0", "30"):
+        code, stdout, _ = run_cli(["transmit", "--input", str(image), "--snr", snr, "--encoder", "downsample",
+                                   "--receiver", "pinv", "--cbr", "1/8", "--out", str(tmp_path / f"{snr}.png"),
+                                   "--json"], capsys)
+        psnrs.append(json.loads(stdout)["psnr"])
+    assert psnrs[1] > psnrs[0] + 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--snr", "nan"], "finite"),
+    (["--snr", "inf"], "finite"),
+    (["--snr", "abc"], "number"),
+    (["--snr", "500"], "SNR"),
+    (["--snr", "10", "--cbr", "0"], "CBR"),
+    (["--snr", "10", "--cbr", "3/2"], "CBR"),
+    (["--snr", "10", "--cbr", "x"], "CBR"),
+    (["--snr", "10", "--receiver", "nope"], "unknown receiver"),
+    (["--snr", "10", "--encoder", "nope"], "encoder"),
+    (["--snr", "10", "--receiver", "pigdm", "--encoder", "deepjscc"], "linear"),
+    (["--snr", "10", "--csi", "none"], "blind"),
+])
+def test_bad_arguments_give_one_line_errors(tmp_path, image, capsys, args, message):
+    code, _, err = run_cli(["transmit", "--input", str(image), "--out", str(tmp_path / "o.png"), *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message.lower() in lines[0].lower(), err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_missing_and_corrupt_inputs(tmp_path, capsys):
+    code, _, err = run_cli(["transmit", "--input", str(tmp_path / "missing.png"), "--snr", "5",
+                            "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and "not found" in err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    code, _, err = run_cli(["transmit", "--input", str(bad), "--snr", "5", "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "diffcomm.cli", "transmit", "--input", str(tmp_path / "x.png"),
+                           "--snr", "5", "--out", str(tmp_path / "o.png")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("transmit", "data", "train", "zoo"):
+        assert command in out
