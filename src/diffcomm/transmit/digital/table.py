@@ -35,16 +35,17 @@ from diffcomm.transmit.digital.codecs import (
 
 
 def psnr_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB per image for pixels in [0, 1] (peak 1); MSE floored at 1e-10 (100 dB)."""
-    mse = (x_hat.float() - x.float()).square().flatten(1).mean(1)
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
+    """PSNR in dB per image, peak 1 (:func:`diffcomm.metrics.psnr`, capped at 100 dB)."""
+    from diffcomm.metrics.fidelity import psnr
+
+    return psnr(x_hat.float(), x.float())
 
 
 def ssim_per_image(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """SSIM per image (Wang et al. 2004; torchmetrics, Gaussian 11×11, sigma 1.5, data range 1)."""
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+    """SSIM per image (Wang et al. 2004) via :func:`diffcomm.metrics.ssim` (Gaussian 11, sigma 1.5)."""
+    from diffcomm.metrics.fidelity import ssim
 
-    return ssim(x_hat.float(), x.float(), data_range=1.0, reduction="none")
+    return ssim(x_hat.float(), x.float())
 
 
 def check_images(x: torch.Tensor) -> None:
