@@ -12,6 +12,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     lp = zsub.add_parser("list", help="table of shipped models")
     lp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     lp.set_defaults(func=run_list)
+    sp = zsub.add_parser("ship", help="evaluate a finished training run and add it to the zoo")
+    sp.add_argument("run", help="training run folder (with model.safetensors)")
+    sp.add_argument("--name", required=True, help="zoo name, e.g. fmnist-prior")
+    sp.add_argument("--recipe", required=True, help="the recipe the run was trained with")
+    sp.add_argument("--cfg-weight", type=float, default=1.0, help="CFG weight for the prior's conditional samples")
+    sp.set_defaults(func=run_ship)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -32,3 +38,20 @@ def run_list(args: argparse.Namespace) -> int:
                      f"{tr.get('seconds', 0) / 60:.0f} min", shown])
     print(format_table(["name", "kind", "steps", "train time", "metrics"], rows))
     return 0
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    from diffcomm.zoo.evaluate import ship
+
+    options = {"guidance": args.cfg_weight} if args.cfg_weight is not None else {}
+    config = ship(args.run, args.name, args.recipe, **options) if _is_prior(args.run) else ship(
+        args.run, args.name, args.recipe)
+    print(json.dumps(config["metrics"], indent=2))
+    return 0
+
+
+def _is_prior(run: str) -> bool:
+    from pathlib import Path
+
+    cfg = Path(run) / "model.json"
+    return cfg.is_file() and json.loads(cfg.read_text()).get("kind") == "prior"

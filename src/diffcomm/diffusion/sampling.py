@@ -27,7 +27,7 @@ def get_sampler(name: str):
 def sample_prior(prior, n: int, sampler: str = "heun", steps: int = 18, labels: torch.Tensor | None = None,
                  guidance: float = 0.0, seed: int = 0, shape: tuple[int, ...] | None = None,
                  batch_size: int = 250) -> tuple[torch.Tensor, int]:
-    """Samples in pixel space [0, 1] and the number of network evaluations."""
+    """Samples in pixel space [0, 1] and the number of network evaluations per image."""
     from diffcomm.diffusion.guidance import cfg_denoiser
     from diffcomm.diffusion.samplers import NFECounter
     from diffcomm.diffusion.schedules import karras_sigmas
@@ -35,16 +35,19 @@ def sample_prior(prior, n: int, sampler: str = "heun", steps: int = 18, labels: 
     cfg = prior.net.config
     shape = shape or (cfg.in_channels, 28, 28)
     gen = torch.Generator().manual_seed(seed)
-    denoiser = prior
-    if labels is not None and guidance:
-        denoiser = cfg_denoiser(prior, guidance, null_label=prior.num_classes)
-    counter = NFECounter(denoiser)
+    counter = NFECounter(prior)
+    use_cfg = labels is not None and guidance > 0
+    denoiser = cfg_denoiser(counter, guidance, null_label=prior.num_classes) if use_cfg else counter
     fn = get_sampler(sampler)
     sigmas = karras_sigmas(steps, prior.sigma_min, prior.sigma_max)
-    out = []
+    out, nfe = [], 0
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)
         x = torch.randn((b, *shape), generator=gen) * sigmas[0]
         extra = {"class_labels": labels[i:i + b]} if labels is not None else {}
-        out.append(fn(counter, x, sigmas, generator=gen, extra_args=extra))
-    return prior.to_pixels(torch.cat(out)).clamp(0, 1), counter.nfe
+        counter.nfe = 0
+        out.append(fn(denoiser, x, sigmas, generator=gen, extra_args=extra))
+        nfe = counter.nfe
+    # Network evaluations per image: a CFG call evaluates the network on both the conditional and
+    # the unconditional input, so it counts twice.
+    return prior.to_pixels(torch.cat(out)).clamp(0, 1), nfe * (2 if use_cfg else 1)

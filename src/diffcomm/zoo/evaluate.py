@@ -1,0 +1,138 @@
+"""Measure shipped models and record the numbers beside their weights (``diffcomm zoo ship``).
+
+- **prior**: class-conditional samples (CFG weight stated) classified by the shipped classifier;
+  FD-cls and KID-cls of unconditional samples against the test set, beside the same statistics
+  between real test images (two halves, and a same-size real subset) as the reference floor;
+  nearest-neighbour L2 distances of samples to the training set, beside those of real test
+  images (samples that copy training images would sit far below the test reference).
+- **classifier**: test accuracy.
+- **jscc**: PSNR/SSIM on the test set at 0/5/10/20 dB over its training channel.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffcomm.errors import DiffcommError
+
+
+def nearest_neighbour_distances(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 500) -> torch.Tensor:
+    """L2 distance (pixels in [0, 1]) from each query image to its nearest reference image."""
+    q = queries.flatten(1).double()
+    r = reference.flatten(1).double()
+    r2 = r.pow(2).sum(1)
+    out = []
+    for i in range(0, len(q), chunk):
+        qi = q[i:i + chunk]
+        d2 = qi.pow(2).sum(1, keepdim=True) + r2[None] - 2 * qi @ r.T
+        out.append(d2.min(1).values.clamp_min(0).sqrt())
+    return torch.cat(out).float()
+
+
+def evaluate_prior(prior, classifier, n: int = 1000, guidance: float = 1.0, steps: int = 18, seed: int = 0,
+                   grid_path: str | Path | None = None) -> dict[str, Any]:
+    from diffcomm.data import get_dataset, save_grid
+    from diffcomm.diffusion.sampling import sample_prior
+    from diffcomm.metrics.classifier import predict
+    from diffcomm.metrics.distribution import frechet_distance, kernel_distance
+
+    test = get_dataset("fashion-mnist", "test")
+    train = get_dataset("fashion-mnist", "train")
+    t0 = time.time()
+    labels = torch.arange(n) % 10
+    cond, nfe_cond = sample_prior(prior, n, labels=labels, guidance=guidance, steps=steps, seed=seed)
+    uncond, nfe_uncond = sample_prior(prior, n, steps=steps, seed=seed + 1)
+    seconds = time.time() - t0
+    logits, _ = predict(classifier, cond)
+    _, f_uncond = predict(classifier, uncond)
+    _, f_test = predict(classifier, test.images)
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(f_test), generator=g)
+    half = len(f_test) // 2
+    real_a, real_b = f_test[perm[:n]], f_test[perm[n:]]
+    nn_samples = nearest_neighbour_distances(uncond, train.images)
+    nn_test = nearest_neighbour_distances(test.images[perm[:n]], train.images)
+    if grid_path:
+        order = torch.argsort(labels % 10, stable=True)[:100]
+        save_grid(grid_path, cond[order].reshape(10, 10, *cond.shape[1:]).transpose(0, 1).reshape(-1, *cond.shape[1:]),
+                  nrow=10)
+    return {
+        "samples": n, "sampler": "heun", "steps": steps, "cfg_weight": guidance,
+        "nfe_per_image_conditional": nfe_cond, "nfe_per_image_unconditional": nfe_uncond,
+        "sampling_seconds": round(seconds, 1),
+        "conditional_accuracy": float((logits.argmax(1) == labels).float().mean()),
+        "fd_cls_uncond_vs_test": frechet_distance(f_uncond, f_test),
+        "fd_cls_test_half_vs_half": frechet_distance(f_test[perm[:half]], f_test[perm[half:]]),
+        f"fd_cls_real{n}_vs_rest_of_test": frechet_distance(real_a, real_b),
+        "kid_cls_uncond_vs_test": kernel_distance(f_uncond, f_test)[0],
+        f"kid_cls_real{n}_vs_rest_of_test": kernel_distance(real_a, real_b)[0],
+        "nn_l2_to_train_samples_median": float(nn_samples.median()),
+        "nn_l2_to_train_samples_min": float(nn_samples.min()),
+        "nn_l2_to_train_test_images_median": float(nn_test.median()),
+        "nn_l2_to_train_test_images_min": float(nn_test.min()),
+    }
+
+
+def evaluate_classifier(classifier) -> dict[str, Any]:
+    from diffcomm.data import get_dataset
+    from diffcomm.metrics.classifier import accuracy
+
+    test = get_dataset("fashion-mnist", "test")
+    return {"test_accuracy": accuracy(classifier, test.images, test.labels), "test_images": len(test.images)}
+
+
+@torch.no_grad()
+def evaluate_jscc(model, n: int = 2000, seed: int = 0) -> dict[str, Any]:
+    from diffcomm.data import get_dataset
+    from diffcomm.metrics import psnr, ssim
+    from diffcomm.transmit.deepjscc import simulate
+
+    x = get_dataset("fashion-mnist", "test").images[:n]
+    out: dict[str, Any] = {"test_images": n, "channel": model.config.channel}
+    for snr in (0.0, 5.0, 10.0, 20.0):
+        gen = torch.Generator().manual_seed(seed)
+        x_hat = torch.cat([simulate(model, x[i:i + 500], torch.full((len(x[i:i + 500]),), snr),
+                                    model.config.channel, gen) for i in range(0, n, 500)])
+        out[f"psnr_{snr:g}dB"] = float(psnr(x_hat, x).mean())
+        out[f"ssim_{snr:g}dB"] = float(ssim(x_hat, x).mean())
+    return out
+
+
+def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | Path | None = None,
+         docs_dir: str | Path = "docs/images", **options: Any) -> dict[str, Any]:
+    """Evaluate a finished training run and copy it into the zoo with its record."""
+    from diffcomm import zoo
+
+    run = Path(run_dir)
+    weights = run / "model.safetensors"
+    if not weights.is_file():
+        raise DiffcommError(f"{weights} not found; finish the training run first (rerun its train command)")
+    config = json.loads(weights.with_suffix(".json").read_text())
+    model = zoo.load_weights(weights, config)
+    kind = config["kind"]
+    if kind == "prior":
+        grid = Path(docs_dir) / f"{name}-samples.png"
+        metrics = evaluate_prior(model, zoo.load("fmnist-classifier"), grid_path=grid, **options)
+        metrics["sample_grid"] = str(grid)
+    elif kind == "classifier":
+        metrics = evaluate_classifier(model)
+    elif kind == "jscc":
+        metrics = evaluate_jscc(model)
+    else:
+        raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
+    config["metrics"] = metrics
+    config["recipe"] = str(recipe)
+    config["command"] = f"diffcomm train {kind} --config {shlex.quote(str(recipe))} --out {shlex.quote(str(run))}"
+    out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    from diffcomm.training import save_model
+
+    save_model(out / f"{name}.safetensors", model, config)
+    zoo._CACHE.pop(name, None)
+    return config
