@@ -127,3 +127,11 @@ def test_fast_rayleigh_uncoded_qpsk_ber_matches_theory():
     gb = 10 ** (snr_db / 10) / 2
     theory = 0.5 * (1 - math.sqrt(gb / (1 + gb)))
     assert abs(ber - theory) <= 4.5 * math.sqrt(theory / n_bits) * 1.5  # x1.5: two bits per symbol share h
+
+
+def test_missing_sionna_is_a_user_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sionna.phy.fec.ldpc", None)  # makes the import fail
+    with pytest.raises(DiffcommError, match=r"pip install 'diffcomm\[digital\]'"):
+        LdpcQam(1 / 2, 2)

@@ -67,8 +67,12 @@ class LdpcQam:
 
     def __init__(self, code_rate: float, bits_per_symbol: int, k_ldpc: int = 1024, num_iter: int = 20,
                  demapping: str = "app") -> None:
-        from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
-        from sionna.phy.mapping import Demapper, Mapper
+        try:
+            from sionna.phy.fec.ldpc import LDPC5GDecoder, LDPC5GEncoder
+            from sionna.phy.mapping import Demapper, Mapper
+        except ImportError as exc:
+            raise DiffcommError(f"the digital baseline needs Sionna ({exc.name or exc}); "
+                                "install it with: pip install 'diffcomm[digital]'") from None
 
         if not (0.0 < float(code_rate) <= 0.95):
             raise DiffcommError(f"code_rate must be in (0, 0.95] (5G LDPC), got {code_rate}")
