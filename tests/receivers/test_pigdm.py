@@ -8,7 +8,7 @@ from diffcomm.errors import DiffcommError
 from diffcomm.receivers.linear import gaussian_posterior
 from diffcomm.receivers.pigdm import model_space_system, pigdm_guidance, pigdm_receiver
 
-from .gaussian_case import N, GaussianPrior, bad_inputs, make_case, model_space, prior_moments, small_setup
+from .gaussian_case import GaussianPrior, N, bad_inputs, make_case, model_space, prior_moments, small_setup
 
 torch.set_num_threads(1)
 
@@ -51,7 +51,11 @@ def test_guidance_is_the_exact_likelihood_score_for_an_isotropic_prior(sigma):
 
 
 def test_guidance_is_only_approximate_for_a_correlated_prior():
-    """With a correlated prior p(x0 | x_σ) is not isotropic, so ΠGDM's score differs from the exact one."""
+    """With a correlated prior p(x0 | x_σ) is not isotropic, so ΠGDM's score differs from the exact one.
+
+    Measured at σ = 0.3 with σ_d² = the mean prior variance: the error is 13 % of the exact data
+    correction E[x0 | x_σ, y] − x̂0 (0.05 % at σ = 0.03, 47 % at σ = 3).
+    """
     case = make_case(isotropic=False, batch=2, seed=2)
     mu, cov, a, y, var = model_space(case)
     sigma = 0.3
@@ -65,8 +69,8 @@ def test_guidance_is_only_approximate_for_a_correlated_prior():
     noise = torch.cat([torch.full((N,), sigma ** 2, dtype=torch.float64), torch.full((len(y),), var)])
     exact, _ = gaussian_posterior(a_stack, torch.cat([x, y.expand(2, -1)], 1), noise, mu, cov)
     gap = (d_y.reshape(2, N) - exact).norm(dim=1) / (exact - x0.detach().reshape(2, N)).norm(dim=1)
-    assert (gap > 1e-3).all()     # a real approximation, not round-off
-    assert (gap < 0.5).all()      # but it still carries most of the data correction
+    assert (gap > 0.05).all()     # a real approximation, not round-off
+    assert (gap < 0.25).all()     # but it still carries most of the data correction
 
 
 def test_output_contract_and_reproducibility():
