@@ -1,0 +1,141 @@
+"""Reading results records: metric values with intervals, curves over SNR, and the summary table.
+
+A record's metric is either a summary ``{mean, std, n, ci_low, ci_high, ...}`` over images (psnr,
+ssim, accuracy) or a plain number (fd_cls, kid_cls) or ``None`` (not computed). Several seeds of
+the same setting are combined into one curve point: for summaries, the pooled mean and the
+Student-t interval of all (image, seed) values, computed exactly from each record's mean, std and
+n; for plain numbers, the mean over seeds with a Student-t interval over seeds. With one seed a
+point is the record's own value and interval.
+
+Example:
+    >>> rec = {"metrics": {"psnr": {"mean": 20.0, "ci_low": 19.0, "ci_high": 21.0}, "fd_cls": 3.5}}
+    >>> metric_value(rec, "psnr"), metric_value(rec, "fd_cls")
+    ((20.0, 19.0, 21.0), (3.5, None, None))
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from diffcomm.eval.grid import cbr_label
+
+# Metrics in the order they are shown; any other numeric metric found in records follows.
+METRIC_ORDER = ("psnr", "ssim", "accuracy", "fd_cls", "kid_cls")
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "accuracy": "classifier accuracy",
+                 "fd_cls": "FD-cls (lower is better)", "kid_cls": "KID-cls (lower is better)"}
+# Companion values stored beside a metric, never plotted on their own.
+_NOT_PLOTTED = {"accuracy_original", "kid_cls_std"}
+
+
+def metric_value(record: dict[str, Any], metric: str) -> tuple[float, float | None, float | None] | None:
+    """``(mean, ci_low, ci_high)`` of ``metric`` in ``record`` (bounds ``None`` for plain numbers)."""
+    value = record.get("metrics", {}).get(metric)
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if value.get("mean") is None:
+            return None
+        return float(value["mean"]), value.get("ci_low"), value.get("ci_high")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value), None, None
+    return None
+
+
+def metric_names(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Metrics with at least one value in ``records``, in :data:`METRIC_ORDER` then name order."""
+    found = set()
+    for r in records:
+        for name in r.get("metrics", {}):
+            if name not in _NOT_PLOTTED and metric_value(r, name) is not None:
+                found.add(name)
+    return [m for m in METRIC_ORDER if m in found] + sorted(found - set(METRIC_ORDER))
+
+
+def panel_key(record: dict[str, Any]) -> tuple:
+    """The setting a curve panel shows: (dataset, split, n, channel, csi, cbr)."""
+    return (record["dataset"], record["split"], record["n"], record["channel"], record["csi"], record["cbr"])
+
+
+def panel_title(key: tuple) -> str:
+    dataset, split, n, channel, csi, cbr = key
+    return f"{channel}, CSI {csi}, CBR {cbr_label(cbr)} ({dataset} {split}, n={n})"
+
+
+def curves(records: Iterable[dict[str, Any]], metric: str) -> dict[tuple, dict[str, list[tuple]]]:
+    """``{panel_key: {system: [(snr, mean, low, high, seeds), ...] sorted by SNR}}`` for ``metric``."""
+    from diffcomm.metrics import mean_ci
+
+    grouped: dict[tuple, dict[str, dict[float, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in records:
+        v = metric_value(r, metric)
+        if v is not None:
+            raw = r["metrics"][metric]
+            std, n = (raw.get("std"), raw.get("n")) if isinstance(raw, dict) else (None, None)
+            if n == 1:
+                std = 0.0
+            grouped[panel_key(r)][r["system"]][float(r["snr_db"])].append((*v, std, n))
+    out: dict[tuple, dict[str, list[tuple]]] = {}
+    for key, systems in grouped.items():
+        out[key] = {}
+        for system, by_snr in systems.items():
+            pts = []
+            for snr in sorted(by_snr):
+                values = by_snr[snr]
+                if len(values) == 1:
+                    mean, low, high = values[0][:3]
+                elif all(v[3] is not None for v in values):
+                    mean, low, high = pooled_ci([(v[0], v[3], v[4]) for v in values])
+                else:
+                    mean, low, high = mean_ci([v[0] for v in values])
+                pts.append((snr, mean, low, high, len(values)))
+            out[key][system] = pts
+    return out
+
+
+def pooled_ci(groups: list[tuple[float, float, int]], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t interval of the union of groups given as ``(mean, std (ddof 1), n)``.
+
+    >>> pooled_ci([(1.0, 0.0, 1), (3.0, 0.0, 1)])[0]
+    2.0
+    """
+    from scipy import stats
+
+    total = sum(n for _, _, n in groups)
+    mean = sum(m * n for m, _, n in groups) / total
+    if total < 2:
+        return mean, math.nan, math.nan
+    ss = sum((n - 1) * s * s + n * (m - mean) ** 2 for m, s, n in groups)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=total - 1)) * math.sqrt(ss / (total - 1) / total)
+    return mean, mean - half, mean + half
+
+
+def _fmt(v: tuple | None, digits: int) -> str:
+    if v is None:
+        return "-"
+    mean, low, high = v
+    if low is None or high is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ±{(high - low) / 2:.{digits}f}"
+
+
+def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per record) for :func:`diffcomm.utils.format_table` and the HTML report.
+
+    Columns: system, channel, CSI, CBR, SNR, seed, PSNR/SSIM (mean ±95 % CI half-width), the
+    classifier metrics when any record has them, NFE per image and seconds per image.
+    """
+    extra = [m for m in metric_names(records) if m not in ("psnr", "ssim")]
+    header = ["system", "channel", "csi", "cbr", "snr_db", "seed", "psnr", "ssim", *extra, "nfe", "s/img"]
+    digits = {"psnr": 2, "ssim": 3, "accuracy": 3, "fd_cls": 2, "kid_cls": 4}
+    rows = []
+    order = sorted(records, key=lambda r: (r["dataset"], r["channel"], r["csi"], r["cbr"], r["system"],
+                                           r["snr_db"], r["seed"]))
+    for r in order:
+        rows.append([r["system"], r["channel"], r["csi"], cbr_label(r["cbr"]), f"{r['snr_db']:g}", str(r["seed"]),
+                     _fmt(metric_value(r, "psnr"), 2), _fmt(metric_value(r, "ssim"), 3),
+                     *[_fmt(metric_value(r, m), digits.get(m, 3)) for m in extra],
+                     f"{r.get('nfe', 0):g}", f"{(r.get('seconds') or {}).get('per_image', float('nan')):.3f}"])
+    return header, rows
