@@ -85,8 +85,8 @@ def test_skipped_pairs_are_noted(tmp_path, capsys):
 
 def test_resume_after_kill_mid_grid(tmp_path, capsys):
     """kill -9 after the first record; rerunning completes the grid with the same records as one run."""
-    settings = {"n": 16, "receivers": "pinv,lmmse", "encoders": "gaussian,downsample", "channel": "awgn,rayleigh",
-                "snr": "0,10,20", "save_images": 2}
+    settings = {"n": 8, "receivers": "pinv", "encoders": "gaussian,downsample", "channel": "awgn,rayleigh",
+                "snr": "0:30:6", "save_images": 2}  # 24 cheap points: the kill lands long before the end
     out = tmp_path / "killed.jsonl"
     cmd = [sys.executable, "-m", "diffcomm.cli", "eval", "--out", str(out), "--quiet"]
     for name, value in settings.items():
@@ -103,7 +103,7 @@ def test_resume_after_kill_mid_grid(tmp_path, capsys):
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    total = 2 * 2 * 2 * 3
+    total = 2 * 2 * 6
     done = len(load_records(out, repair=False))
     assert 1 <= done < total  # it really was interrupted mid-grid
     code, stdout, _ = run_cli(cmd[3:], capsys)  # the same command again (in-process: saves a start-up)
@@ -152,3 +152,14 @@ def test_plot_report_errors(tmp_path, capsys, monkeypatch, argv, message):
     (tmp_path / "EMPTY").write_text("")
     code, _, stderr = run_cli(argv, capsys)
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_negative_snr_lists_parse(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    code, stdout, stderr = run_cli(["eval", "--n", "2", "--receivers", "pinv@downsample", "--snr", "-10,-2.5",
+                                    "--quiet", "--out", str(out)], capsys)
+    assert code == 0, stderr
+    assert sorted(r["snr_db"] for r in load_records(out)) == [-10.0, -2.5]
+    code, stdout, _ = run_cli(["eval", "--n", "2", "--receivers", "pinv@downsample", "--snr", "-10:-5:2.5",
+                               "--quiet", "--out", str(out)], capsys)
+    assert code == 0 and "3 points: 2 computed, 1 already in" in stdout

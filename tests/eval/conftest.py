@@ -1,17 +1,10 @@
-"""Shared tiny grid for the evaluation tests: linear receivers, n = 4 Fashion-MNIST test images."""
+"""Fixtures for the evaluation tests: the tiny grid and its serial reference run."""
 
 import pytest
 
-from diffcomm.eval import grid_from_mapping, load_records, plan, run_grid, strip_timing
+from diffcomm.eval import grid_from_mapping, load_records, plan, run_grid
 
-TINY = {"dataset": "fashion-mnist", "split": "test", "n": 4, "receivers": "pinv,lmmse",
-        "encoders": "gaussian,downsample", "channel": "awgn,rayleigh", "snr": "0,20", "cbr": "1/16",
-        "save_images": 2, "per_image": True}
-
-
-def comparable(records):
-    """Records keyed by point, without the timing/host fields that legitimately differ."""
-    return {r["key"]: strip_timing(r) for r in records}
+from .evalcase import TINY, comparable
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,13 @@ import os
 
 import pytest
 import torch
-from conftest import TINY, comparable
 
 from diffcomm.eval import grid_from_mapping, load_records, plan, run_grid, run_point
 from diffcomm.eval import runner as runner_module
 from diffcomm.eval.store import load_point_images
 from diffcomm.metrics import psnr
+
+from .evalcase import TINY, comparable
 
 RECORD_FIELDS = ("key", "system", "receiver", "encoder", "dataset", "split", "n", "channel", "csi", "snr_db", "cbr",
                  "k", "seed", "metrics", "nfe", "seconds", "version", "git_revision", "machine", "timestamp", "notes",
@@ -97,6 +98,7 @@ def test_classifier_metrics_when_the_classifier_is_available(monkeypatch):
     assert any("fmnist-classifier" in note for note in rec["notes"])
 
 
+@pytest.mark.slow  # Sionna's start-up takes ~10 s on a loaded 2-core machine
 def test_digital_baseline_point():
     pytest.importorskip("sionna")
     grid = plan(grid_from_mapping({"n": 4, "receivers": "digital", "snr": "30", "cbr": "1/2",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from diffcomm.cli.eval import allow_negative_lists
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a small end-to-end evaluation and write its report",
@@ -26,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1, help="points computed in parallel (default 1)")
     p.add_argument("--preset", help="another grid config to run instead of the built-in preset")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    allow_negative_lists(p)
     p.set_defaults(func=run)
 
 

@@ -12,6 +12,7 @@ Re-running the same command resumes: finished points are read back from ``--out`
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 SETTINGS = ("dataset", "split", "n", "receivers", "encoders", "channel", "csi", "snr", "cbr", "seeds",
@@ -53,7 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
     p.add_argument("--out", required=True, help="results file (JSONL); resumed if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    allow_negative_lists(p)
     p.set_defaults(func=run)
+
+
+def allow_negative_lists(parser: argparse.ArgumentParser) -> None:
+    """Let values such as ``--snr -5,0,5`` or ``--snr -10:20:5`` through (argparse would take them for options)."""
+    parser._negative_number_matcher = re.compile(r"^-\d*\.?\d+([,:]-?\d*\.?\d+)*$")
 
 
 def spec_from_args(args: argparse.Namespace):

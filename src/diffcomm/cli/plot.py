@@ -16,7 +16,7 @@ from diffcomm.errors import DiffcommError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plot", help="plot metric-versus-SNR curves from eval results",
                        description="One figure per metric and (channel, CSI, CBR) setting; one line per "
-                                   "receiver@encoder with its 95%% confidence band. Writes PNG and SVG.")
+                                   "receiver@encoder with its 95% confidence band. Writes PNG and SVG.")
     p.add_argument("results", help="results file written by diffcomm eval (JSONL)")
     p.add_argument("--out", required=True, help="folder for the figures")
     p.add_argument("--metrics", help="comma-separated metrics (default: all present: psnr, ssim, accuracy, "

@@ -36,7 +36,6 @@ body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-td.num { text-align: right; font-family: monospace; }
 img.grid { image-rendering: pixelated; }
 figure { display: inline-block; margin: 0.5em; }
 .note { color: #555; font-size: 13px; }
