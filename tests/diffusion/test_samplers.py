@@ -384,5 +384,72 @@ def test_bad_options_raise():
         S.sample_pc(GAUSS, x, sig, predictor="euler_maruyama")
     with pytest.raises(DiffcommError):
         S.sample_annealed_langevin(GAUSS, x, sig, step_lr=0.0)
+    S.sample_annealed_langevin(GAUSS, x, sig, step_lr=2e-5, n_steps_each=1)   # 2e-5 / 0.01² = 0.2 is fine ...
+    with pytest.raises(DiffcommError):                                         # ... but not with σ_L = 0.002
+        S.sample_annealed_langevin(GAUSS, x, karras_sigmas(3, 0.002, 1.0), step_lr=2e-5)
     with pytest.raises(DiffcommError):
         S.sample_euler(GAUSS, [1.0, 0.0], sig)
+
+
+# --------------------------------------------------------------------------------------------
+# Single steps against the papers' equations (written in their own variables)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,eta", [("ddim", 0.3), ("ddim", 1.0), ("posterior", None), ("beta", None)])
+def test_one_step_conditional_law_matches_vp_equations(kind, eta):
+    """From one fixed x, one step σ -> σ' must have the mean and std of Song et al. 2021 eq. 12/16
+    (DDIM) or Ho et al. 2020 eq. 6-7 / §3.2 (DDPM), mapped from VP to σ form by 1/sqrt(ᾱ_{t'})."""
+    n, sigma, sigma_next = N_MC, 1.7, 0.6
+    x = torch.tensor([[0.9, -1.2, 2.0, 0.3]], dtype=F64).expand(n, 4).contiguous()
+    sigmas = torch.tensor([sigma, sigma_next], dtype=F64)
+    g = torch.Generator().manual_seed(11)
+    if kind == "ddim":
+        out = S.sample_ddim(GAUSS, x, sigmas, generator=g, eta=eta)
+    else:
+        out = S.sample_ddpm_ancestral(GAUSS, x, sigmas, generator=g, variance=kind)
+    a_t, a_n = 1 / (1 + sigma ** 2), 1 / (1 + sigma_next ** 2)
+    x_t = math.sqrt(a_t) * x[0]
+    x0 = GAUSS(x[:1], sigma)[0]
+    if kind == "ddim":
+        eps = (x_t - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+        s_eta = eta * math.sqrt((1 - a_n) / (1 - a_t)) * math.sqrt(1 - a_t / a_n)
+        mean_vp, std_vp = math.sqrt(a_n) * x0 + math.sqrt(1 - a_n - s_eta ** 2) * eps, s_eta
+    else:
+        beta = 1 - a_t / a_n
+        mean_vp = math.sqrt(a_n) * beta / (1 - a_t) * x0 + math.sqrt(a_t / a_n) * (1 - a_n) / (1 - a_t) * x_t
+        std_vp = math.sqrt((1 - a_n) / (1 - a_t) * beta if kind == "posterior" else beta)
+    mean, std = mean_vp / math.sqrt(a_n), std_vp / math.sqrt(a_n)
+    assert ((out.mean(0) - mean) / (std / math.sqrt(n))).abs().max() < Z
+    assert ((out.std(0) - std) / (std / math.sqrt(2 * n))).abs().max() < Z
+
+
+def test_pc_step_replays_song_alg2_and_alg4():
+    """One predictor + two corrector steps reproduced with the same random draws."""
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0), dtype=F64) * 2
+    sigma, sigma_next, snr = 2.0, 1.2, 0.16
+    sigmas = torch.tensor([sigma, sigma_next], dtype=F64)
+    out = S.sample_pc(GAUSS, x, sigmas, generator=torch.Generator().manual_seed(5), snr=snr, n_corrector=2)
+    g = torch.Generator().manual_seed(5)
+    score = lambda xx, s: (GAUSS(xx, s) - xx) / s ** 2                        # noqa: E731
+    z = torch.randn(x.shape, generator=g, dtype=F64)
+    y = x + (sigma ** 2 - sigma_next ** 2) * score(x, sigma) + math.sqrt(sigma ** 2 - sigma_next ** 2) * z
+    for _ in range(2):
+        grad = score(y, sigma_next)
+        z = torch.randn(x.shape, generator=g, dtype=F64)
+        step = 2 * (snr * z.norm(dim=1).mean() / grad.norm(dim=1).mean()) ** 2   # Alg. 4 with α_i = 1 (VE)
+        y = y + step * grad + (2 * step).sqrt() * z
+    assert torch.allclose(out, y, atol=1e-12)
+
+
+def test_churn_levels_via_callback():
+    """Karras et al. 2022 Alg. 2: γ_i = min(S_churn / N, √2 - 1) for σ_i in [S_tmin, S_tmax], else 0."""
+    sig = karras_sigmas(10, 0.01, 10.0, dtype=F64)
+    for fn in (S.sample_heun, S.sample_euler):
+        for s_churn in (2.0, 50.0):                    # γ = 0.2, and the √2 - 1 cap
+            seen = []
+            fn(GAUSS, torch.zeros(2, 4, dtype=F64), sig, generator=torch.Generator().manual_seed(0),
+               callback=seen.append, s_churn=s_churn, s_tmin=0.05, s_tmax=1.0)
+            for c in seen:
+                gamma = float(c["sigma_hat"] / c["sigma"]) - 1
+                expected = min(s_churn / 10, math.sqrt(2) - 1) if 0.05 <= float(c["sigma"]) <= 1.0 else 0.0
+                assert gamma == pytest.approx(expected, abs=1e-12)

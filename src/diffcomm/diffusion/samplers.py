@@ -373,14 +373,17 @@ def sample_ddpm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Ten
 def sample_annealed_langevin(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
                              generator: torch.Generator | None = None, callback: Callback = None,
                              extra_args: dict | None = None, n_steps_each: int = 100,
-                             step_lr: float = 2e-5) -> torch.Tensor:
+                             step_lr: float | None = None) -> torch.Tensor:
     """Annealed Langevin dynamics (Song & Ermon 2019, "NCSN", Alg. 1).
 
     For each positive level σ_i: α_i = ε σ_i² / σ_L² (ε = ``step_lr``, σ_L the smallest positive
-    level), then ``n_steps_each`` times x <- x + (α_i / 2) s(x; σ_i) + sqrt(α_i) z with the score
-    s = (D - x) / σ_i². If ``sigmas`` ends in 0, a final denoising step x <- D(x; σ_L) follows
-    (Song & Ermon 2020, "NCSNv2", §4 / Jolicoeur-Martineau et al. 2021). Callback once per level
+    level; default ε = 0.2 σ_L², the paper's ratio ε = 2e-5 at σ_L = 0.01), then ``n_steps_each``
+    times x <- x + (α_i / 2) s(x; σ_i) + sqrt(α_i) z with the score s = (D - x) / σ_i². If
+    ``sigmas`` ends in 0, a final denoising step x <- D(x; σ_L) follows (Song & Ermon 2020,
+    "NCSNv2", §4 / Jolicoeur-Martineau et al. 2021). Callback once per level
     (i = level) with the first evaluation of that level. NFE = levels · n_steps_each (+ 1).
+    Each step contracts by 1 - α_i / (2 (λ + σ_i²)) along a data direction of variance λ, so
+    ε >= 2 σ_L² would make the chain unstable or heavily biased; that raises an error.
 
     Example:
         >>> from diffcomm.diffusion.gaussian import GaussianDenoiser
@@ -391,11 +394,13 @@ def sample_annealed_langevin(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.
         >>> abs(float(x.var()) - 1.0) < 0.15       # N(0, 1) data; ULA bias here is about 3 %
         True
     """
-    if n_steps_each < 1 or step_lr <= 0:
-        raise DiffcommError(f"need n_steps_each >= 1 and step_lr > 0; got {n_steps_each}, {step_lr}")
     sigmas, extra_args = _check(x, sigmas), extra_args or {}
     s_in = x.new_ones(x.shape[0])
     pos = sigmas[sigmas > 0]
+    step_lr = 0.2 * float(pos[-1]) ** 2 if step_lr is None else step_lr
+    if n_steps_each < 1 or not 0 < step_lr < 2 * float(pos[-1]) ** 2:
+        raise DiffcommError(f"need n_steps_each >= 1 and 0 < step_lr < 2 sigma_L^2 = {2 * float(pos[-1]) ** 2:.3g} "
+                            f"(sigma_L = smallest positive sigma); got {n_steps_each}, {step_lr}")
     for i, sigma in enumerate(pos):
         alpha = step_lr * (sigma / pos[-1]) ** 2
         for j in range(n_steps_each):
