@@ -74,7 +74,7 @@ def jscc_model_name(channel: str, cbr: float, variant: str | None = None) -> str
     raise DiffcommError(f"no shipped DeepJSCC for CBR {cbr:g}; supported CBRs: {', '.join(supported)}")
 
 
-def _deepjscc_factory(shape, cbr, seed=0, name="deepjscc", channel="awgn", design_snr_db=10.0):
+def _deepjscc_factory(shape, cbr, seed=0, name="deepjscc", link_channel="awgn", design_snr_db=10.0):
     from diffcomm import zoo
     from diffcomm.channels import parse_cbr
     from diffcomm.transmit.deepjscc import DeepJSCCEncoder
@@ -83,7 +83,7 @@ def _deepjscc_factory(shape, cbr, seed=0, name="deepjscc", channel="awgn", desig
     variant = name.split("-", 1)[1] if "-" in name else None
     if variant not in (None, "awgn", "rayleigh"):
         raise DiffcommError(f"unknown encoder {name!r}; use deepjscc, deepjscc-awgn or deepjscc-rayleigh")
-    model_name = jscc_model_name(channel, cbr, variant)
+    model_name = jscc_model_name(link_channel, cbr, variant)
     model = zoo.load(model_name)
     cfg = model.config
     if tuple(shape) != (cfg.in_channels, cfg.image_size, cfg.image_size):
@@ -116,7 +116,8 @@ def build_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chan
     _register_encoders()
     opts: dict[str, Any] = {}
     if encoder.startswith("deepjscc"):
-        opts = {"channel": channel, "design_snr_db": float(snr_db)}
+        name = channel if isinstance(channel, str) else getattr(channel, "name", "awgn")
+        opts = {"link_channel": name, "design_snr_db": float(snr_db)}
     return make_link(encoder, shape, cbr, channel=channel, snr_db=snr_db, csi=csi, n_pilots=n_pilots,
                      pilots_in_budget=pilots_in_budget, seed=seed, **opts)
 

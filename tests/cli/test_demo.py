@@ -92,8 +92,6 @@ def stand_in_zoo(tmp_path, monkeypatch):
     runner._classifier.cache_clear()
 
 
-@pytest.mark.xfail(raises=TypeError, strict=False,
-                   reason="pipeline.build_link passes channel= twice to make_link for DeepJSCC encoders")
 def test_demo_end_to_end_with_stand_in_weights(stand_in_zoo, tmp_path, capsys, monkeypatch):
     """The DeepJSCC decoder, DPS and HiFi-DiffCom run through the demo's grid runner (the digital baseline
     is tested in tests/eval/test_eval_runner.py; dropping it here saves Sionna's start-up)."""
