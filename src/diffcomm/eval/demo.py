@@ -88,6 +88,8 @@ def run_demo(out: str | os.PathLike, preset: str | os.PathLike | None = None, n:
     if summary.reused:
         echo(f"note: reused {summary.reused} finished points from {results}")
     echo(format_table(*results_table(summary.records)))
+    for note in dict.fromkeys(n for r in summary.records for n in r.get("notes") or []):
+        echo(f"note: {note}")
     plots = plot_results(summary.records, out / "plots")
     report = write_report(results, out)
     seconds = time.perf_counter() - t0

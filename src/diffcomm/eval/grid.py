@@ -228,6 +228,12 @@ def _int(value: Any, what: str, minimum: int) -> int:
     return out
 
 
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise DiffcommError(f"{what} must be true or false, got {value!r}")
+    return value
+
+
 def _json_value(value: Any, what: str) -> Any:
     try:
         return json.loads(canonical_json(value))
@@ -271,7 +277,7 @@ def grid_from_mapping(config: Mapping[str, Any]) -> GridSpec:
         options={str(r): {str(k): _json_value(v, f"option {r}.{k}") for k, v in o.items()}
                  for r, o in options.items()},
         save_images=_int(cfg.get("save_images", 8), "--save-images", 0),
-        per_image=bool(cfg.get("per_image", False)),
+        per_image=_bool(cfg.get("per_image", False), "--per-image"),
         threads=_int(cfg.get("threads", 1), "--threads", 1),
     )
     for name, values in (("--channel", spec.channels), ("--csi", spec.csi), ("--seeds", spec.seeds)):

@@ -47,12 +47,12 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def image_strip_png(images: torch.Tensor, scale: int | None = None) -> bytes:
-    """PNG bytes of a one-row grid of ``images`` (nearest-neighbour upscaled for small images)."""
+    """PNG bytes of a one-row grid of ``images``, upscaled (nearest neighbour, at most 3x) to about 360 px wide."""
     from diffcomm.data import encode_image, make_grid
 
     grid = make_grid(images.float().clamp(0, 1), nrow=len(images), padding=1)
     if scale is None:
-        scale = max(1, min(3, 64 // max(1, images.shape[-1])))
+        scale = max(1, min(3, 360 // grid.shape[-1]))
     if scale > 1:
         grid = grid.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     return encode_image(grid, "PNG")
