@@ -167,6 +167,7 @@ def run_point(point: Point) -> PointOutput:
     from diffcomm import __version__
     from diffcomm.metrics import psnr, ssim, summarize
     from diffcomm.pipeline import RECEIVERS, build_link, decode
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(point.threads)
     try:
