@@ -11,12 +11,17 @@ Algorithm (per image):
    The phase is ambiguous from power alone: for each of ``n_phase`` candidate phases φ_j, equalise
    with ĥ_j = |ĥ|e^{iφ_j}, reconstruct deterministically (DeepJSCC decoder, or the pseudo-inverse for
    linear links), re-encode and keep the candidate with the smallest residual ‖y − ĥ_j A₁(x_j)‖²
-   (A₁: the link with h = 1).
+   (A₁: the link with h = 1), then refine ĥ by a few alternations of reconstruction and the
+   conditional MAP of step 2.
 2. **Joint sampling**. DPS steps on x with the likelihood ‖y − ĥ A₁(x̂0)‖² (see
-   :mod:`diffcomm.receivers.dps`); after every step, the exact conditional MAP update of h under
-   its CN(0, 1) prior given s = A₁(x̂0) (an EM-style step, instead of BlindDPS's gradient step):
+   :mod:`diffcomm.receivers.dps`); once the noise level has fallen below ``sigma_update`` (so that
+   x̂0 carries information), after every step the exact conditional MAP update of h under its
+   CN(0, 1) prior given s = A₁(x̂0) (an EM-style step, instead of BlindDPS's gradient step):
 
-       ĥ = ⟨s, y⟩ / (‖s‖² + N̂0),     N̂0 = max(mean|y − ĥ s|², N0_floor).
+       ĥ = ⟨s, y⟩ / (‖s‖² + N̂0),     N̂0 = max(mean|y − ĥ s|², N0_floor)  (if ``estimate_noise``).
+
+   By default the receiver knows its own noise power N0 (thermal noise is measured at the
+   receiver); ``estimate_noise=True`` also estimates it from the residual.
 
 Example:
     >>> res = blind_receiver(link, rx, zoo.load("fmnist-prior"))   # doctest: +SKIP
@@ -60,7 +65,7 @@ def _with_gain(rx, h):
     return dataclasses.replace(rx, h_hat=torch.ones_like(h))
 
 
-def initial_channel_estimate(link, rx, n_phase: int = 8, n0: float | None = None):
+def initial_channel_estimate(link, rx, n_phase: int = 16, n0: float | None = None, refine: int = 3):
     """Step 1 of the module docstring: (ĥ (B,), N̂0 (B,)) from the received block alone."""
     power = rx.y.abs().pow(2).mean(1)
     n0_hat = torch.full_like(power, float(n0 if n0 is not None else rx.n0))
@@ -77,11 +82,16 @@ def initial_channel_estimate(link, rx, n_phase: int = 8, n0: float | None = None
             better = res < best_res
             best_h = torch.where(better, h, best_h)
             best_res = torch.where(better, res, best_res)
+    for _ in range(refine):  # alternate: reconstruct with ĥ, then the conditional MAP of h given s = A₁(x)
+        x = _deterministic_reconstruction(link, rx, best_h, n0_hat)
+        with torch.no_grad():
+            s = _forward_h1(link, x, rx)
+            best_h = (s.conj() * rx.y).sum(1) / (complex_sq_norm(s) + n0_hat)
     return best_h, n0_hat
 
 
-def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: float = 1.0, n_phase: int = 8,
-                   estimate_noise: bool = True, n0_floor: float = 1e-4, semantic=None,
+def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: float = 1.0, n_phase: int = 16,
+                   estimate_noise: bool = False, sigma_update: float = 1.0, n0_floor: float = 1e-4, semantic=None,
                    generator: torch.Generator | None = None) -> ReceiverResult:
     """Joint image / channel-gain posterior sampling without pilots; see the module docstring."""
     check_received(link, rx, need_csi=False, receiver="blind")
@@ -99,6 +109,8 @@ def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa
             return complex_sq_norm(rx.y - state["h"].reshape(-1, 1) * s)
 
         def update_channel(info: dict) -> None:
+            if float(info["sigma"]) > sigma_update:  # x̂0 is not informative yet: keep the initial estimate
+                return
             with torch.no_grad():
                 s = _forward_h1(link, prior.to_pixels(info["denoised"]).clamp(0, 1), rx)
                 num = (s.conj() * rx.y).sum(1)
