@@ -33,12 +33,13 @@ def test_simulate_is_differentiable_and_in_range(channel):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-SHIPPED = "fmnist-deepjscc-awgn-cbr16" in zoo.list_models()
-needs_weights = pytest.mark.skipif(not SHIPPED, reason="shipped DeepJSCC weights not in the zoo yet")
+SHIPPED = zoo.list_models()
+CHANNELS = [pytest.param(ch, marks=pytest.mark.skipif(f"fmnist-deepjscc-{ch}-cbr16" not in SHIPPED,
+                                                      reason=f"fmnist-deepjscc-{ch}-cbr16 not shipped"))
+            for ch in ("awgn", "rayleigh")]
 
 
-@needs_weights
-@pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
+@pytest.mark.parametrize("channel", CHANNELS)
 def test_link_power_constraint_with_shipped_encoder(channel):
     from diffcomm.data import get_dataset
 
@@ -50,8 +51,7 @@ def test_link_power_constraint_with_shipped_encoder(channel):
     assert torch.allclose(s.abs().pow(2).mean(1), torch.ones(64), atol=1e-4)
 
 
-@needs_weights
-@pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
+@pytest.mark.parametrize("channel", CHANNELS)
 def test_higher_snr_gives_better_psnr_on_average(channel):
     from diffcomm.data import get_dataset
 
