@@ -222,6 +222,10 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
             meta = {"step": done, "seconds": seconds, "run_config": run_config}
             atomic_save_safetensors(ckpt, tensors, metadata={"diffcomm": json.dumps(meta)})
     bar.close()
+    if running is None and log_path.exists():  # resumed at the last step: report the logged loss
+        lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        losses = [r["loss"] for r in lines if "loss" in r]
+        running = losses[-1] if losses else None
     seconds = elapsed_before + time.time() - t0
     final = {"steps": cfg.steps, "seconds": round(seconds, 1), "final_loss": running,
              "git_revision": git_revision(), **{k: v for k, v in record.items() if k not in ("step", "lr")}}
