@@ -58,10 +58,9 @@ def evaluate_prior(prior, classifier, n: int = 1000, guidance: float = 1.0, step
     real_a, real_b = f_test[perm[:n]], f_test[perm[n:]]
     nn_samples = nearest_neighbour_distances(uncond, train.images)
     nn_test = nearest_neighbour_distances(test.images[perm[:n]], train.images)
-    if grid_path:
-        order = torch.argsort(labels % 10, stable=True)[:100]
-        save_grid(grid_path, cond[order].reshape(10, 10, *cond.shape[1:]).transpose(0, 1).reshape(-1, *cond.shape[1:]),
-                  nrow=10)
+    if grid_path:  # one row per class, the first ten samples of each
+        rows = [cond[(labels == c).nonzero().flatten()[:10]] for c in range(10)]
+        save_grid(grid_path, torch.cat(rows), nrow=10)
     return {
         "samples": n, "sampler": "heun", "steps": steps, "cfg_weight": guidance,
         "nfe_per_image_conditional": nfe_cond, "nfe_per_image_unconditional": nfe_uncond,
