@@ -15,6 +15,11 @@ def tiny_plan():
 @pytest.fixture(scope="session")
 def reference(tiny_plan, tmp_path_factory):
     """The tiny grid run serially once: (results path, records keyed by point)."""
+    from unittest import mock
+
     out = tmp_path_factory.mktemp("reference") / "results.jsonl"
-    run_grid(tiny_plan, out, progress=False)
+    # The reference grid is the classifier-free case (metrics psnr/ssim only), whether or not the
+    # classifier is shipped; runs with the classifier are tested in test_eval_runner.py.
+    with mock.patch("diffcomm.eval.runner._classifier", lambda: None):
+        run_grid(tiny_plan, out, progress=False)
     return out, comparable(load_records(out))
