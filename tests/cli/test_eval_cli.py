@@ -127,7 +127,9 @@ def test_partial_last_line_is_repaired_on_rerun(tmp_path, capsys):
 
 
 def test_plot_and_report_commands(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("diffcomm.eval.runner._classifier", lambda: None)  # psnr/ssim only: 4 figures
+    from diffcomm.eval import runner
+
+    monkeypatch.setattr(runner, "_classifier", lambda: None)  # psnr/ssim only: 4 figures
     out = tmp_path / "r.jsonl"
     assert run_cli(["eval", *TINY, "--out", str(out)], capsys)[0] == 0
     code, stdout, _ = run_cli(["plot", str(out), "--out", str(tmp_path / "plots")], capsys)
