@@ -87,6 +87,7 @@ def stand_in_zoo(tmp_path, monkeypatch):
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / f"{name}.safetensors"))
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", folder)
     monkeypatch.setattr(zoo, "_CACHE", {})
+    monkeypatch.delenv("DIFFCOMM_EVAL_NO_CLASSIFIER", raising=False)  # the demo reports classifier metrics
     runner._classifier.cache_clear()
     yield folder
     runner._classifier.cache_clear()

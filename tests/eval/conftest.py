@@ -7,21 +7,6 @@ from diffcomm.eval import grid_from_mapping, load_records, plan, run_grid
 from .evalcase import TINY, comparable
 
 
-@pytest.fixture(scope="package", autouse=True)
-def no_classifier_metrics():
-    """These tests check the classifier-free record layout (psnr/ssim only) whether or not the classifier
-    is shipped; the variable reaches spawned workers too. Classifier metrics: test_eval_runner.py."""
-    import os
-
-    from diffcomm.eval import runner
-
-    os.environ["DIFFCOMM_EVAL_NO_CLASSIFIER"] = "1"
-    runner._classifier.cache_clear()
-    yield
-    del os.environ["DIFFCOMM_EVAL_NO_CLASSIFIER"]
-    runner._classifier.cache_clear()
-
-
 @pytest.fixture(scope="session")
 def tiny_plan():
     return plan(grid_from_mapping(TINY))
@@ -30,6 +15,11 @@ def tiny_plan():
 @pytest.fixture(scope="session")
 def reference(tiny_plan, tmp_path_factory):
     """The tiny grid run serially once: (results path, records keyed by point)."""
+    from unittest import mock
+
     out = tmp_path_factory.mktemp("reference") / "results.jsonl"
-    run_grid(tiny_plan, out, progress=False)
+    # The reference grid is the classifier-free case (metrics psnr/ssim only), whether or not the
+    # classifier is shipped; runs with the classifier are tested in test_eval_runner.py.
+    with mock.patch("diffcomm.eval.runner._classifier", lambda: None):
+        run_grid(tiny_plan, out, progress=False)
     return out, comparable(load_records(out))
