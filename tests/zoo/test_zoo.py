@@ -1,6 +1,7 @@
 """The zoo: loading by config, refusing weights of another architecture, listing shipped models."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -63,3 +64,27 @@ def test_every_shipped_model_loads_and_records_its_recipe_and_metrics():
         assert "recipe" in config and "metrics" in config and "training" in config, name
         assert config["training"]["steps"] > 0
         zoo.load(name)
+
+
+def test_every_shipped_model_matches_its_recipe_step_count():
+    import tomllib
+
+    for name, config in zoo.list_models().items():
+        recipe = zoo.WEIGHTS_DIR.parent / "recipes" / Path(config["recipe"]).name
+        steps = tomllib.loads(recipe.read_text())["train"]["steps"]
+        assert steps == config["training"]["steps"], f"{name}: recipe says {steps} steps, weights have " \
+                                                     f"{config['training']['steps']}"
+
+
+def test_training_snapshots_keep_evaluations_only_last_per_step(tmp_path):
+    from diffcomm.zoo.evaluate import training_snapshots
+
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": 50, "loss": 0.3, "lr": 1e-3, "seconds": 1.0},
+            {"step": 100, "loss": 0.2, "lr": 1e-3, "seconds": 2.0, "psnr_10dB": 18.0},
+            {"step": 100, "loss": 0.2, "lr": 1e-3, "seconds": 9.0, "psnr_10dB": 18.5},  # rerun after resume
+            {"step": 200, "loss": 0.1, "lr": 1e-3, "seconds": 3.0, "psnr_10dB": 19.0}]
+    log.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 250, "lo')
+    assert training_snapshots(log) == [{"step": 100, "loss": 0.2, "psnr_10dB": 18.5},
+                                       {"step": 200, "loss": 0.1, "psnr_10dB": 19.0}]
+    assert training_snapshots(tmp_path / "missing.jsonl") == []

@@ -103,6 +103,25 @@ def evaluate_jscc(model, n: int = 2000, seed: int = 0) -> dict[str, Any]:
     return out
 
 
+def training_snapshots(log_path: Path) -> list[dict[str, Any]]:
+    """The periodic evaluations logged during training (one row per step, the last kept on resume).
+
+    These are the rows of ``log.jsonl`` that carry more than step/loss/lr/seconds, e.g. DeepJSCC's
+    PSNR at 0/10/20 dB every ``snapshot_every`` steps: quality next to the number of steps.
+    """
+    plain = {"step", "loss", "lr", "seconds"}
+    rows: dict[int, dict[str, Any]] = {}
+    if log_path.is_file():
+        for line in log_path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill; the harness repairs it on resume
+            if isinstance(row, dict) and "step" in row and set(row) - plain:
+                rows[int(row["step"])] = {k: v for k, v in row.items() if k not in ("lr", "seconds")}
+    return [rows[k] for k in sorted(rows)]
+
+
 def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | Path | None = None,
          docs_dir: str | Path = "docs/images", **options: Any) -> dict[str, Any]:
     """Evaluate a finished training run and copy it into the zoo with its record."""
@@ -126,6 +145,7 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
     else:
         raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
     config["metrics"] = metrics
+    config["snapshots"] = training_snapshots(run / "log.jsonl")
     config["recipe"] = str(recipe)
     config["command"] = f"diffcomm train {kind} --config {shlex.quote(str(recipe))} --out {shlex.quote(str(run))}"
     out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
