@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from diffcomm.errors import DiffcommError
 from diffcomm.eval import grid_from_mapping, load_records, plan, run_grid, run_point
 from diffcomm.eval import runner as runner_module
 from diffcomm.eval.store import load_point_images
@@ -14,7 +15,7 @@ from .evalcase import TINY, comparable
 
 RECORD_FIELDS = ("key", "system", "receiver", "encoder", "dataset", "split", "n", "channel", "csi", "snr_db", "cbr",
                  "k", "seed", "metrics", "nfe", "seconds", "version", "git_revision", "machine", "timestamp", "notes",
-                 "images", "options")
+                 "images", "options", "models")
 
 
 def test_records_have_the_documented_fields(reference, tiny_plan):
@@ -108,3 +109,24 @@ def test_digital_baseline_point():
     assert rec["digital"]["success_rate"] == 1.0 and rec["digital"]["config"]["codec"] == "jpeg"
     assert 0 < rec["channel_uses"] <= rec["k"] == 392
     assert rec["metrics"]["psnr"]["mean"] > 15.0
+
+
+def test_resuming_with_reshipped_weights_is_refused(tiny_plan, tmp_path, monkeypatch):
+    out = tmp_path / "r.jsonl"
+    monkeypatch.setattr(runner_module, "point_models", lambda point: {"fmnist-prior": "a" * 16})
+    run_grid(tiny_plan, out, progress=False)
+    assert {r["models"]["fmnist-prior"] for r in load_records(out)} == {"a" * 16}
+    assert run_grid(tiny_plan, out, progress=False).computed == 0  # same weights: plain resume
+    before = out.read_bytes()
+    monkeypatch.setattr(runner_module, "point_models", lambda point: {"fmnist-prior": "b" * 16})
+    with pytest.raises(DiffcommError, match="other weights of fmnist-prior.*new --out") as err:
+        run_grid(tiny_plan, out, progress=False)
+    assert "\n" not in str(err.value) and out.read_bytes() == before
+
+
+def test_records_name_the_weights_they_used(reference):
+    from diffcomm import zoo
+
+    assert all(r["models"] == {} for r in load_records(reference[0]))  # linear receivers, no classifier
+    digest = zoo.weights_digest("fmnist-prior")
+    assert len(digest) == 16 and int(digest, 16) >= 0 and digest == zoo.weights_digest("fmnist-prior")

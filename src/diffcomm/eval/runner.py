@@ -129,6 +129,30 @@ def _run_digital(point: Point, x: torch.Tensor, g_channel: torch.Generator,
     return x_hat, extra, notes
 
 
+def point_models(point: Point) -> dict[str, str]:
+    """Zoo name -> weights digest of every shipped model a point's record depends on."""
+    from diffcomm import zoo
+    from diffcomm.eval.grid import required_models
+
+    names = required_models(point.receiver, point.encoder, point.channel, point.cbr)
+    if point.dataset == "fashion-mnist" and _classifier() is not None:
+        names.append("fmnist-classifier")
+    return {name: zoo.weights_digest(name) for name in names}
+
+
+def _check_same_models(records: dict[str, dict], points: list[Point], out: Path) -> None:
+    """Refuse to resume a results file computed with other weights than those shipped now."""
+    for point in points:
+        record = records.get(point.key)
+        if record is None or "models" not in record:
+            continue
+        now = point_models(point)
+        changed = sorted(n for n in set(now) | set(record["models"]) if now.get(n) != record["models"].get(n))
+        if changed:
+            raise DiffcommError(f"{out} holds results computed with other weights of {', '.join(changed)} "
+                                f"(reshipped since); write to a new --out, or delete {out} and {out}.d to rerun")
+
+
 def _classifier_metrics(point: Point, x: torch.Tensor, x_hat: torch.Tensor, labels: torch.Tensor,
                         notes: list[str]) -> dict[str, Any]:
     from diffcomm.metrics import summarize
@@ -228,6 +252,7 @@ def run_point(point: Point) -> PointOutput:
             "metrics": metrics,
             "per_image": {k_: [float(v) for v in vals] for k_, vals in per_image.items()} if point.per_image else None,
             "nfe": nfe,
+            "models": point_models(point),
             **({"digital": extra} if extra else {}),
             "notes": notes,
             "images": None,
@@ -338,6 +363,7 @@ def run_grid(plan: Plan, out: str | os.PathLike, workers: int = 1, backend: str 
     threads = plan.spec.threads
     with ResultsWriter(out) as writer:
         existing = {r["key"]: r for r in load_records(out)}
+        _check_same_models(existing, plan.points, out)
         pending = [p for p in plan.points if p.key not in existing]
         reused = len(plan.points) - len(pending)
         bar = tqdm(total=len(plan.points), initial=reused, desc="eval", unit="point", disable=not progress,

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -117,8 +118,25 @@ def load(name: str) -> nn.Module:
     return _CACHE[name]
 
 
+def weights_digest(name: str) -> str:
+    """First 16 hex digits of the SHA-256 of a shipped model's weights file (cached per process).
+
+    Results record the digests of the models they used, so a rerun after a model is reshipped
+    does not mix records from two different sets of weights.
+    """
+    if name not in _DIGESTS:
+        path = WEIGHTS_DIR / f"{name}.safetensors"
+        if not path.is_file():
+            raise DiffcommError(f"unknown model '{name}'; shipped models: {', '.join(list_models()) or 'none'}")
+        _DIGESTS[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _DIGESTS[name]
+
+
+_DIGESTS: dict[str, str] = {}
+
+
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["BUILDERS", "WEIGHTS_DIR", "list_models", "load", "load_weights", "model_config"]
+__all__ = ["BUILDERS", "WEIGHTS_DIR", "list_models", "load", "load_weights", "model_config", "weights_digest"]
