@@ -17,6 +17,14 @@ Config (TOML)::
     [train]            # diffcomm.training.TrainConfig fields
     steps = 8000
     batch_size = 64
+    [snapshot]         # optional: quality at every [train] snapshot_every steps
+    quality_samples = 1000   # FD-cls / accuracy of this many samples (0 = sample grid only)
+    keep_ema_at = [10000]    # also export the EMA weights at these steps (ema_<step>.safetensors)
+
+With ``quality_samples`` the log records, at each snapshot, the conditional accuracy of
+class-conditional samples (CFG w = 1) under the shipped classifier and FD-cls / KID-cls of
+unconditional samples against the test set, beside the real-data floor at the same sample size
+(:func:`diffcomm.zoo.evaluate.evaluate_prior`): the quality-versus-steps curve of the run.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ class PriorTask:
     """EDM denoising score matching on an in-memory image tensor (pixels in [0, 1])."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, model_cfg: UNetConfig,
-                 batch_size: int, seed: int, cond_dropout: float = 0.1, sample_steps: int = 18):
+                 batch_size: int, seed: int, cond_dropout: float = 0.1, sample_steps: int = 18,
+                 quality_samples: int = 0, keep_ema_at: tuple[int, ...] = ()):
         self.images = images
         self.labels = labels
         with seeded_init(seed):
@@ -47,6 +56,9 @@ class PriorTask:
         self.cond_dropout = cond_dropout
         self.sample_steps = sample_steps
         self.num_classes = model_cfg.num_classes
+        self.quality_samples = int(quality_samples)
+        self.keep_ema_at = {int(s) for s in keep_ema_at}
+        self.model_config = model_cfg
 
     def loss(self, model: EDMDenoiser, step: int, generator: torch.Generator) -> torch.Tensor:
         idx = batch_indices(len(self.images), self.batch_size, self.seed, step)
@@ -72,16 +84,55 @@ class PriorTask:
         extra = {"class_labels": labels} if labels is not None else {}
         x0 = sample_heun(ema, x, sigmas, generator=gen, extra_args=extra)
         save_grid(out_dir / f"samples_{step:07d}.png", EDMDenoiser.to_pixels(x0).clamp(0, 1), nrow=10)
-        return {}
+        if step in self.keep_ema_at:
+            from diffcomm.utils import atomic_save_safetensors
+
+            atomic_save_safetensors(out_dir / f"ema_{step:07d}.safetensors", ema.state_dict(),
+                                    metadata={"format": "pt", "step": str(step)})
+        if not self.quality_samples:
+            return {}
+        return self.quality(ema)
+
+    def quality(self, ema: EDMDenoiser) -> dict[str, Any]:
+        """FD-cls / KID-cls / accuracy of samples, with the real floor at the same sample size."""
+        from diffcomm import zoo
+        from diffcomm.zoo.evaluate import evaluate_prior
+
+        was_training = ema.training
+        ema.eval()
+        m = evaluate_prior(ema, zoo.load("fmnist-classifier"), n=self.quality_samples, steps=self.sample_steps)
+        ema.train(was_training)
+        n = self.quality_samples
+        keep = ("conditional_accuracy", "fd_cls_uncond_vs_test", f"fd_cls_real{n}_vs_rest_of_test",
+                "kid_cls_uncond_vs_test", f"kid_cls_real{n}_vs_rest_of_test", "nn_l2_to_train_samples_median",
+                "sampling_seconds")
+        return {k: m[k] for k in keep}
+
+
+def data_cfg_dataset(config: dict[str, Any]) -> str:
+    return str(dict(config.get("data", {})).get("dataset", "fashion-mnist"))
 
 
 def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """Build the task from a parsed config and train it (resumable)."""
     from diffcomm.data import get_dataset
 
-    unknown = sorted(set(config) - {"model", "data", "train", "name", "description"})
+    unknown = sorted(set(config) - {"model", "data", "train", "snapshot", "name", "description"})
     if unknown:
-        raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train]")
+        raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train], [snapshot]")
+    snap = dict(config.get("snapshot", {}))
+    bad = sorted(set(snap) - {"quality_samples", "keep_ema_at"})
+    if bad:
+        raise DiffcommError(f"unknown [snapshot] keys {bad}; valid keys: ['keep_ema_at', 'quality_samples']")
+    quality_samples = snap.get("quality_samples", 0)
+    keep_ema_at = snap.get("keep_ema_at", [])
+    if not isinstance(quality_samples, int) or isinstance(quality_samples, bool) or quality_samples < 0 \
+            or 0 < quality_samples < 100:
+        raise DiffcommError(f"[snapshot] quality_samples must be 0 or an integer >= 100, got {quality_samples!r}")
+    if not isinstance(keep_ema_at, list) or not all(isinstance(v, int) and v > 0 for v in keep_ema_at):
+        raise DiffcommError(f"[snapshot] keep_ema_at must be a list of positive step counts, got {keep_ema_at!r}")
+    if quality_samples and data_cfg_dataset(config) != "fashion-mnist":
+        raise DiffcommError("[snapshot] quality_samples needs dataset = 'fashion-mnist' (the shipped classifier)")
     try:
         model_cfg = UNetConfig.from_dict(config.get("model", {}))
     except TypeError as exc:
@@ -97,7 +148,8 @@ def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bo
     if limit:
         images, labels = images[:limit], labels[:limit]
     task = PriorTask(images, labels if model_cfg.num_classes else None, model_cfg,
-                     train_cfg.batch_size, train_cfg.seed, float(data_cfg.get("cond_dropout", 0.1)))
+                     train_cfg.batch_size, train_cfg.seed, float(data_cfg.get("cond_dropout", 0.1)),
+                     quality_samples=quality_samples, keep_ema_at=tuple(keep_ema_at))
     run_config = {"kind": "prior", "name": config.get("name", "prior"), "model": model_cfg.to_dict(),
                   "data": {"dataset": dataset, "n": len(images), **data_cfg},
                   "preconditioning": {"type": "edm", "sigma_data": 0.5, "data_space": "[-1, 1]"}}
