@@ -2,7 +2,7 @@
 
 An image is encoded into a few complex channel symbols, sent over a simulated noisy fading
 channel, and reconstructed at the receiver by posterior inference with a diffusion prior.
-See DESIGN conventions in the README: pixels are float32 in [0, 1] shaped (B, C, H, W); channel
+See the conventions in docs/interfaces.md: pixels are float32 in [0, 1] shaped (B, C, H, W); channel
 symbols are complex with unit average power; N0 = 10**(-SNR_dB/10).
 """
 

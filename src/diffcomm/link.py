@@ -1,6 +1,6 @@
 """The communication link: encoder -> power normalisation -> fading channel -> noise, with receiver CSI.
 
-The link implements ``y = A(x) + n`` (DESIGN §1) for one image per batch row:
+The link implements ``y = A(x) + n`` (docs/architecture.md) for one image per batch row:
 
     z = E(x)                         encoder output, complex (B, k)
     g = sqrt(k) / ||z||              per-image power-normalisation gain (mean |g z|^2 = 1)
@@ -24,6 +24,18 @@ beside it (``link.cbr = k / n``); ``True``: the budget counts data + pilots
 (``link.cbr = (k + pilots_used) / n``); :func:`make_link` then shrinks the encoder so that data
 and pilots fit in ``round(cbr · n)``.
 
+**What the receiver sees, and what it does not.** :meth:`Link.transmit` returns a
+:class:`Received` record: ``y``, the receiver's CSI ``h_hat``, ``n0``, the gain side information
+and the pilots. The true gains are a separate :class:`ChannelTruth` (``transmit(...,
+return_truth=True)``), kept for evaluation and never handed to a receiver.
+
+**The operator.** :meth:`Link.operator` gives the noiseless link seen by the receiver,
+``A = ĥ ⊙ g E``, as a :class:`LinkOperator`: ``A(x)`` for any encoder (differentiable), and for
+linear encoders the real matrix, its adjoint, one truncated SVD per batch (shared across the batch
+when the per-image scaling is a single complex number, e.g. AWGN or one fading block), the exact
+pseudo-inverse and the model-space system ``y_m = A_m x_m + n`` that ΠGDM, DDNM, DiffPIR and CDDM
+use. Every receiver goes through it.
+
 **Randomness.** :meth:`Link.transmit` draws, in order, the block gains, the data noise, then the pilot
 noise from one generator, so the same seed gives the same h and y whatever the CSI mode.
 
@@ -44,7 +56,6 @@ import torch
 
 from diffcomm.channels import (
     Channel,
-    awgn,
     check_shape,
     complex_to_real,
     estimate_lmmse,
@@ -56,17 +67,18 @@ from diffcomm.channels import (
     symbols_for_cbr,
 )
 from diffcomm.errors import DiffcommError
+from diffcomm.linalg import SVD, bmv, truncated_svd
 
+F64 = torch.float64
 CSI_MODES = ("perfect", "estimated", "none")
 ESTIMATORS = ("ls", "lmmse")
 
 
 @dataclass
 class Received:
-    """What arrives at the receiver for a batch (all tensors detached)."""
+    """What the receiver sees for a batch (all tensors detached); never the true channel."""
 
     y: torch.Tensor                       # complex (B, k): received data symbols (pilots removed)
-    h: torch.Tensor                       # complex (B, k): true gains, for evaluation only
     h_hat: torch.Tensor | None            # complex (B, k): receiver CSI (h, an estimate, or None)
     n0: float                             # noise variance per complex symbol
     gain: torch.Tensor                    # real (B,): power-normalisation gain (side information)
@@ -77,6 +89,14 @@ class Received:
     @property
     def batch(self) -> int:
         return self.y.shape[0]
+
+
+@dataclass
+class ChannelTruth:
+    """The ground truth of one transmission, for evaluation only (receivers never get it)."""
+
+    h: torch.Tensor                       # complex (B, k): the true per-symbol gains
+    z: torch.Tensor                       # complex (B, k): the transmitted (power-normalised) symbols
 
 
 class Link:
@@ -126,6 +146,14 @@ class Link:
     def is_linear(self) -> bool:
         enc = self.encoder
         return bool(getattr(enc, "is_linear", False)) and torch.is_tensor(getattr(enc, "matrix", None))
+
+    @property
+    def kind(self) -> str:
+        """``"linear"`` (exact matrix), ``"jscc"`` (a DeepJSCC encoder with a decoder) or ``"nonlinear"``."""
+        if self.is_linear:
+            return "linear"
+        model = getattr(self.encoder, "model", None)
+        return "jscc" if model is not None and hasattr(model, "decode") else "nonlinear"
 
     @property
     def channel_uses(self) -> int:
@@ -190,10 +218,12 @@ class Link:
                                 f"got {getattr(self.encoder, 'name', type(self.encoder).__name__)!r}")
 
     # ---- the link --------------------------------------------------------------------------------
-    def transmit(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Received:
+    def transmit(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                 return_truth: bool = False) -> Received | tuple[Received, ChannelTruth]:
         """Send a batch of images ``x`` (float ``(B, C, H, W)`` in [0, 1]) through the link.
 
-        Returns a detached :class:`Received` record.
+        Returns the detached :class:`Received` record, or ``(Received, ChannelTruth)`` with
+        ``return_truth=True``.
         """
         self._check_images(x, "transmit", check_range=True)
         with torch.no_grad():
@@ -202,76 +232,206 @@ class Link:
                 got = (z.dtype, tuple(z.shape)) if torch.is_tensor(z) else type(z).__name__
                 raise DiffcommError(f"transmit: encoder must return complex ({x.shape[0]}, {self.k}), got {got}")
             z, gain = normalize_power(z.to(torch.complex64))
-            blocks = self.channel.sample_block_gains(x.shape[0], self.blocks, generator, device=x.device)
-            h = self.channel.expand_blocks(blocks, self.k)
-            y = awgn(h * z, self.n0, generator)
+            h = self.channel.generate(x.shape[0], self.k, generator, device=x.device)
+            y = self.channel.apply(z, h, self.n0, generator)
             h_hat, y_pilot, pilots = None, None, None
             if self.csi == "perfect":
                 h_hat = h.clone()
             elif self.csi == "estimated":
                 pilots = self.pilots.to(x.device)
-                y_pilot = awgn(blocks[..., None] * pilots, self.n0, generator)
+                blocks = self.channel.pilot_gains(h)
+                y_pilot = self.channel.apply(pilots, blocks[..., None], self.n0, generator)
                 if self.pilot_estimator == "ls":
                     est = estimate_ls(y_pilot, pilots)
                 else:
                     est = estimate_lmmse(y_pilot, pilots, self.n0, self.channel.scatter_var, self.channel.mean)
                 h_hat = self.channel.expand_blocks(est, self.k)
-        return Received(y=y, h=h, h_hat=h_hat, n0=self.n0, gain=gain, pilots_used=self.pilots_used,
-                        y_pilot=y_pilot, pilots=pilots)
+        rx = Received(y=y, h_hat=h_hat, n0=self.n0, gain=gain, pilots_used=self.pilots_used,
+                      y_pilot=y_pilot, pilots=pilots)
+        return (rx, ChannelTruth(h=h, z=z)) if return_truth else rx
+
+    def operator(self, rx: Received, h: torch.Tensor | None = None) -> LinkOperator:
+        """The noiseless link ``A = ĥ ⊙ g E`` the receiver sees for ``rx`` (``h`` overrides ``rx.h_hat``)."""
+        return LinkOperator(self, rx, h)
 
     def forward(self, x: torch.Tensor, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
-        """Noiseless, differentiable ``A(x) = ĥ ⊙ g E(x)``: complex ``(B, k)``.
+        """Noiseless, differentiable ``A(x) = ĥ ⊙ g E(x)``: complex ``(B, k)`` (= ``self.operator(rx, h)(x)``).
 
         Uses the receiver's CSI ``rx.h_hat`` and the transmitted gain ``rx.gain``; ``h`` (broadcastable
         to ``(B, k)``, e.g. ``(B, 1)`` for one gain per image) overrides ``rx.h_hat`` and is required
         when ``csi="none"``. ``x`` may be any real images of the right shape (no range check), so
         receivers can pass intermediate estimates; gradients flow to ``x`` and ``h``.
         """
-        self._check_images(x, "forward", check_range=False)
-        c = self._coefficients(rx, h, "forward")
-        if x.shape[0] != rx.batch:
-            raise DiffcommError(f"forward: x has batch {x.shape[0]} but rx has {rx.batch}")
-        return c * self.encoder(x)
+        return self.operator(rx, h)(x)
 
     def matrix(self, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
-        """Real matrix of ``A`` per image, ``(B, 2k, n)``: ``complex_to_real(A(x)) = M vec(x)``.
-
-        Linear encoders only. Rows come in (Re, Im) pairs: for symbol j with ``c = ĥ_j g``,
-        ``[Re; Im] = [[Re c, -Im c], [Im c, Re c]] · [E_2j; E_2j+1]``.
-        """
-        self._need_linear("matrix")
-        c = self._coefficients(rx, h, "matrix")
-        e = self.encoder.matrix.to(c.device).reshape(self.k, 2, self.n)
-        er, ei = e[:, 0], e[:, 1]
-        cr, ci = c.real[..., None], c.imag[..., None]
-        re = cr * er - ci * ei
-        im = ci * er + cr * ei
-        return torch.stack([re, im], dim=2).reshape(rx.batch, 2 * self.k, self.n)
+        """Real matrix of ``A`` per image, ``(B, 2k, n)``; see :meth:`LinkOperator.matrix`."""
+        return self.operator(rx, h).matrix()
 
     def pinv(self, y: torch.Tensor, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
-        """Exact pseudo-inverse ``A^+ y`` per image -> float32 pixels ``(B, C, H, W)`` (not clamped).
+        """Exact pseudo-inverse ``A^+ y`` per image; see :meth:`LinkOperator.pinv`."""
+        return self.operator(rx, h).pinv(y)
 
-        Linear encoders only. When E has full row rank and every ``c_j = ĥ_j g ≠ 0``,
-        ``A^+ = E^+ D^{-1}`` with D the invertible per-symbol scaling, which is computed in O(k n)
-        from the encoder's cached ``E^+``; otherwise (overcomplete E, zero gains) the per-image
-        ``torch.linalg.pinv`` of :meth:`matrix` is used. Computed in float64.
+
+@dataclass
+class ModelSpaceSystem:
+    """A linear link's observation model in a prior's model space (float64).
+
+    ``y = a x_m + n`` with ``n ~ N(0, noise_var I)``, ``a`` ``(B, m, n)`` (m = 2k real measurements),
+    ``y`` ``(B, m)``, and the truncated SVD of ``a`` (factorised once per batch). For the shipped
+    priors (``x_m = 2 x − 1``) ``a = M/2``, ``y = complex_to_real(y) − M·1/2`` and
+    ``noise_var = N0/2`` (:meth:`LinkOperator.model_space`).
+    """
+
+    a: torch.Tensor
+    y: torch.Tensor
+    noise_var: float
+    svd: SVD
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``a x`` for model-space images ``x`` (B, ...) -> float64 (B, m)."""
+        return bmv(self.a, x.flatten(1).to(F64))
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """``aᵀ v`` for ``v`` (B, m) -> float64 (B, n)."""
+        return bmv(self.a.transpose(-1, -2), v)
+
+    def pinv(self, v: torch.Tensor) -> torch.Tensor:
+        """``a⁺ v`` -> float64 (B, n)."""
+        f = self.svd
+        return bmv(f.vh.transpose(-1, -2), f.s_inv * bmv(f.u.transpose(-1, -2), v))
+
+    def solve(self, v: torch.Tensor, r2: float | torch.Tensor, noise_var: float | torch.Tensor) -> torch.Tensor:
+        """``(r² a aᵀ + noise_var I)⁻¹ v`` through the SVD (exact; ``u`` is square when m ≤ n) -> (B, m)."""
+        f = self.svd
+        r2 = torch.as_tensor(r2, dtype=F64).reshape(-1, 1)
+        nv = torch.as_tensor(noise_var, dtype=F64).reshape(-1, 1)
+        ut_v = bmv(f.u.transpose(-1, -2), v)
+        inside = bmv(f.u, ut_v / (r2 * f.s_kept ** 2 + nv))
+        return inside + (v - bmv(f.u, ut_v)) / nv
+
+    def prox(self, x0: torch.Tensor, rho: float | torch.Tensor) -> torch.Tensor:
+        """``argmin_x ‖y − a x‖² + ρ ‖x − x0‖²`` = ``x0 + aᵀ(a aᵀ + ρ I)⁻¹(y − a x0)`` -> float64 (B, n)."""
+        f = self.svd
+        rho = torch.as_tensor(rho, dtype=F64).reshape(-1, 1)
+        x0f = x0.flatten(1).to(F64)
+        resid = self.y - self.apply(x0f)
+        coef = f.s_kept / (f.s_kept ** 2 + rho) * bmv(f.u.transpose(-1, -2), resid)
+        return x0f + bmv(f.vh.transpose(-1, -2), coef)
+
+
+class LinkOperator:
+    """The noiseless link ``A(x) = ĥ ⊙ g E(x)`` of one received batch, as the receiver sees it.
+
+    Built by :meth:`Link.operator`. ``op(x)`` is the complex ``(B, k)`` forward map for any encoder
+    (differentiable in ``x``). For linear encoders also:
+
+    - :meth:`matrix`: the real ``(B, 2k, n)`` matrix ``M`` with ``complex_to_real(A(x)) = M vec(x)``;
+    - :meth:`adjoint`: ``Mᵀ v``;
+    - :meth:`svd`: the truncated float64 SVD of ``M``, computed once. When each image's symbols share
+      one complex coefficient ``c = ĥ g`` up to phase (AWGN, one fading block per frame),
+      ``M = |c| Q E`` with ``Q`` orthogonal, so the encoder's cached SVD is reused:
+      ``U = Q U_E``, ``s = |c| s_E``, ``Vᵀ = V_Eᵀ`` — no per-image SVD;
+    - :meth:`pinv`: ``A⁺ y`` and :meth:`model_space`: the system of :class:`ModelSpaceSystem`.
+
+    Example:
+        >>> link = make_link("gaussian", (1, 8, 8), "1/4", "rayleigh", 20.0)
+        >>> rx = link.transmit(torch.rand(3, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+        >>> op = link.operator(rx)
+        >>> op.matrix().shape, op.svd().s.shape
+        (torch.Size([3, 32, 64]), torch.Size([3, 32]))
+    """
+
+    def __init__(self, link: Link, rx: Received, h: torch.Tensor | None = None):
+        self.link, self.rx = link, rx
+        self.coefficients = link._coefficients(rx, h, "operator")      # complex (B or 1, k)
+        self.batch = rx.batch
+        self._matrix: torch.Tensor | None = None
+        self._svd: SVD | None = None
+
+    @property
+    def is_linear(self) -> bool:
+        return self.link.is_linear
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``A(x)``: complex ``(B, k)``; differentiable in ``x`` (and in a tensor ``h`` given to the operator)."""
+        self.link._check_images(x, "operator", check_range=False)
+        if x.shape[0] != self.batch:
+            raise DiffcommError(f"operator: x has batch {x.shape[0]} but rx has {self.batch}")
+        return self.coefficients * self.link.encoder(x)
+
+    def _coef(self) -> torch.Tensor:
+        return self.coefficients.expand(self.batch, self.link.k)
+
+    def matrix(self) -> torch.Tensor:
+        """Real matrix per image ``(B, 2k, n)`` (float32); rows in (Re, Im) pairs per symbol.
+
+        For symbol j with ``c = ĥ_j g``: ``[Re; Im] = [[Re c, −Im c], [Im c, Re c]] · [E_2j; E_2j+1]``.
         """
-        self._need_linear("pinv")
-        if not torch.is_tensor(y) or not y.is_complex() or y.ndim != 2 or y.shape[1] != self.k:
+        self.link._need_linear("matrix")
+        if self._matrix is None:
+            link = self.link
+            c = self._coef()
+            e = link.encoder.matrix.to(c.device).reshape(link.k, 2, link.n)
+            er, ei = e[:, 0], e[:, 1]
+            cr, ci = c.real[..., None], c.imag[..., None]
+            re = cr * er - ci * ei
+            im = ci * er + cr * ei
+            self._matrix = torch.stack([re, im], dim=2).reshape(self.batch, 2 * link.k, link.n)
+        return self._matrix
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """``Mᵀ v`` for real ``v`` ``(B, 2k)`` -> float64 ``(B, n)``."""
+        return bmv(self.matrix().to(F64).transpose(-1, -2), v.to(F64))
+
+    def svd(self) -> SVD:
+        """Truncated float64 SVD of :meth:`matrix` (cached; shared-factor fast path, see the class docstring)."""
+        self.link._need_linear("svd")
+        if self._svd is None:
+            c = self._coef().to(torch.complex128)
+            mag = c.abs()
+            if bool(torch.allclose(mag, mag[:, :1].expand_as(mag), rtol=1e-6, atol=0)):
+                enc = self.link.encoder.svd                              # (2k, r), (r,), (r, n), (r,)
+                k, r = self.link.k, enc.s.shape[0]
+                phase = torch.where(mag > 0, c / mag.clamp_min(1e-300), torch.ones_like(c))   # (B, k)
+                u_c = torch.complex(enc.u[0::2], enc.u[1::2])            # (k, r) complex rows
+                u_rot = phase[..., None] * u_c[None]                     # (B, k, r)
+                u = torch.stack([u_rot.real, u_rot.imag], dim=2).reshape(self.batch, 2 * k, r)
+                scale = mag[:, :1]                                       # (B, 1)
+                s = scale * enc.s[None]
+                keep = enc.keep[None].expand(self.batch, r) & (scale > 0)
+                self._svd = SVD(u, s, enc.vh[None].expand(self.batch, r, enc.vh.shape[-1]), keep)
+            else:
+                self._svd = truncated_svd(self.matrix().to(F64))
+        return self._svd
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """Exact pseudo-inverse ``A⁺ y`` per image -> float32 pixels ``(B, C, H, W)`` (not clamped)."""
+        link = self.link
+        link._need_linear("pinv")
+        if not torch.is_tensor(y) or not y.is_complex() or y.ndim != 2 or y.shape[1] != link.k:
             got = (str(y.dtype), tuple(y.shape)) if torch.is_tensor(y) else type(y).__name__
-            raise DiffcommError(f"pinv: y must be complex (B, {self.k}), got {got}")
-        if y.shape[0] != rx.batch:
-            raise DiffcommError(f"pinv: y has batch {y.shape[0]} but rx has {rx.batch}")
+            raise DiffcommError(f"pinv: y must be complex (B, {link.k}), got {got}")
+        if y.shape[0] != self.batch:
+            raise DiffcommError(f"pinv: y has batch {y.shape[0]} but rx has {self.batch}")
         if not torch.isfinite(torch.view_as_real(y)).all():
             raise DiffcommError("pinv: y contains NaN or inf")
-        c = self._coefficients(rx, h, "pinv").to(torch.complex128).expand(rx.batch, self.k)
-        if getattr(self.encoder, "full_row_rank", False) and bool((c != 0).all()):
-            v = complex_to_real(y.to(torch.complex128) / c)
-            x = v @ self.encoder.pinv_matrix.to(v.device).T
-        else:
-            a = self.matrix(rx, h).double()
-            x = (torch.linalg.pinv(a) @ complex_to_real(y.to(torch.complex128))[..., None]).squeeze(-1)
-        return x.to(torch.float32).reshape(-1, *self.shape)
+        f = self.svd()
+        v = complex_to_real(y.to(torch.complex128))
+        x = bmv(f.vh.transpose(-1, -2), f.s_inv * bmv(f.u.transpose(-1, -2), v))
+        return x.to(torch.float32).reshape(-1, *link.shape)
+
+    def model_space(self, scale: float = 2.0, offset: float = -1.0) -> ModelSpaceSystem:
+        """The system ``y_m = A_m x_m + n`` for a prior on ``x_m = scale·x + offset`` (shipped priors: 2x − 1).
+
+        ``x = (x_m − offset)/scale`` gives ``complex_to_real(y) = (M/scale) x_m − (offset/scale) M·1 + n``, so
+        ``A_m = M/scale``, ``y_m = complex_to_real(y) + (offset/scale) M·1`` and ``noise_var = N0/2``.
+        """
+        m = self.matrix().to(F64)
+        f = self.svd()
+        y = complex_to_real(self.rx.y).to(F64) + (offset / scale) * m.sum(-1)
+        svd = SVD(f.u, f.s / scale, f.vh, f.keep)
+        return ModelSpaceSystem(a=m / scale, y=y, noise_var=self.rx.n0 / 2, svd=svd)
 
 
 def make_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, channel: str | Channel = "awgn",

@@ -5,7 +5,10 @@ This is the single place where encoder names, receiver names and shipped models 
 
 Encoders: ``gaussian``, ``downsample`` (linear, any image size) and ``deepjscc`` (the shipped
 Fashion-MNIST DeepJSCC for the link's channel and CBR; ``deepjscc-awgn`` / ``deepjscc-rayleigh``
-pick the training channel explicitly). Receivers: see :data:`RECEIVERS`.
+pick the training channel explicitly). Receivers: the registry of :mod:`diffcomm.receivers`
+(:func:`~diffcomm.receivers.base.get_spec`), whose capabilities decide what each needs: the
+link kind, CSI, and the prior kind, which :func:`default_prior` provides (the shipped diffusion
+prior for ``"denoiser"``, a Gaussian fitted to training images for ``"gaussian"``).
 
 Example:
     >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", 10.0)
@@ -16,49 +19,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from diffcomm.errors import DiffcommError
-from diffcomm.receivers.base import ReceiverResult, Timer
-
-
-@dataclass(frozen=True)
-class ReceiverSpec:
-    name: str
-    module: str
-    function: str
-    needs_prior: bool = True
-    needs_linear: bool = False
-    needs_jscc: bool = False
-    description: str = ""
-
-
-RECEIVERS: dict[str, ReceiverSpec] = {spec.name: spec for spec in [
-    ReceiverSpec("pinv", "diffcomm.receivers.linear", "pinv_receiver", False, True, False,
-                 "exact pseudo-inverse (linear links)"),
-    ReceiverSpec("lmmse", "diffcomm.receivers.linear", "lmmse_receiver", False, True, False,
-                 "Gaussian-prior LMMSE (linear links)"),
-    ReceiverSpec("deepjscc", "diffcomm.pipeline", "jscc_decoder_receiver", False, False, True,
-                 "the DeepJSCC decoder after MMSE equalisation"),
-    ReceiverSpec("dps", "diffcomm.receivers.dps", "dps_receiver", True, False, False,
-                 "DiffCom: DPS through the (nonlinear) link"),
-    ReceiverSpec("hifi", "diffcomm.receivers.hifi", "hifi_receiver", True, False, True,
-                 "HiFi-DiffCom: DPS + confirming term + SNR-matched start"),
-    ReceiverSpec("blind", "diffcomm.receivers.blind", "blind_receiver", True, False, False,
-                 "pilot-free joint channel/image estimation"),
-    ReceiverSpec("pigdm", "diffcomm.receivers.pigdm", "pigdm_receiver", True, True, False,
-                 "ΠGDM pseudo-inverse guidance (linear links)"),
-    ReceiverSpec("ddnm", "diffcomm.receivers.ddnm", "ddnm_receiver", True, True, False,
-                 "DDNM+ null-space refinement (linear links)"),
-    ReceiverSpec("diffpir", "diffcomm.receivers.diffpir", "diffpir_receiver", True, True, False,
-                 "DiffPIR proximal data step (linear links)"),
-    ReceiverSpec("cddm", "diffcomm.receivers.cddm", "cddm_receiver", True, True, False,
-                 "CDDM-style: pseudo-inverse, then deterministic denoising from the matched level"),
-]}
+from diffcomm.receivers.base import ReceiverResult, ReceiverSpec, get_spec
 
 JSCC_MODELS = {("awgn", 1 / 16): "fmnist-deepjscc-awgn-cbr16", ("rayleigh", 1 / 16): "fmnist-deepjscc-rayleigh-cbr16",
                ("awgn", 1 / 8): "fmnist-deepjscc-awgn-cbr8", ("rayleigh", 1 / 8): "fmnist-deepjscc-rayleigh-cbr8"}
@@ -122,61 +88,93 @@ def build_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chan
                      pilots_in_budget=pilots_in_budget, seed=seed, **opts)
 
 
+ENCODER_KINDS = {"gaussian": "linear", "downsample": "linear"}
+DEFAULT_PRIORS = {(1, 28, 28): ("fmnist-prior", "fashion-mnist")}
+GAUSSIAN_FIT_IMAGES = 10_000  # training images the Gaussian prior of "gaussian"-prior receivers is fitted to
+
+
+def encoder_kind(encoder: str) -> str:
+    """Link kind of an encoder name before building it: ``linear``, ``jscc`` or ``nonlinear``."""
+    if encoder.startswith("deepjscc"):
+        return "jscc"
+    return ENCODER_KINDS.get(encoder, "nonlinear")
+
+
 def check_receiver(receiver: str, encoder: str, csi: str = "perfect") -> ReceiverSpec:
     """Validate a receiver name against an encoder and CSI mode before any work starts."""
-    if receiver not in RECEIVERS:
-        raise DiffcommError(f"unknown receiver {receiver!r}; choose one of {', '.join(RECEIVERS)}")
-    spec = RECEIVERS[receiver]
-    linear = encoder in ("gaussian", "downsample")
-    if spec.needs_linear and not linear:
-        raise DiffcommError(f"receiver {receiver} needs a linear encoder (gaussian or downsample), got {encoder}")
-    if spec.needs_jscc and not encoder.startswith("deepjscc"):
-        raise DiffcommError(f"receiver {receiver} needs a DeepJSCC encoder (--encoder deepjscc), got {encoder}")
-    if csi == "none" and receiver != "blind":
-        raise DiffcommError(f"receiver {receiver} needs CSI; with --csi none use --receiver blind")
+    spec = get_spec(receiver)
+    spec.check_link(encoder_kind(encoder), csi)
     return spec
 
 
-def jscc_decoder_receiver(link, rx, prior=None, generator=None) -> ReceiverResult:
-    """The DeepJSCC decoder: MMSE-equalise with ĥ, decode with the post-equalisation SNR."""
-    from diffcomm.receivers.base import check_received
-    from diffcomm.receivers.hifi import jscc_reconstruction
+def prior_names(spec: ReceiverSpec, shape: tuple[int, ...]) -> list[str]:
+    """Shipped models the receiver's default prior needs for images of ``shape`` (for pre-flight checks)."""
+    if spec.prior == "denoiser":
+        name = DEFAULT_PRIORS.get(tuple(shape))
+        if name is None:
+            shipped = ", ".join("x".join(map(str, k)) for k in DEFAULT_PRIORS)
+            raise DiffcommError(f"receiver {spec.name} needs a diffusion prior for {'x'.join(map(str, shape))} images "
+                                f"and none is shipped (shipped: {shipped}); pass prior=... or use a receiver "
+                                f"without a prior")
+        return [name[0]]
+    return []
 
-    check_received(link, rx, receiver="deepjscc")
-    with Timer() as t, torch.no_grad():
-        x = jscc_reconstruction(link, rx)
-    return ReceiverResult(x, nfe=0, seconds=t.seconds)
+
+_GAUSSIAN_CACHE: dict[tuple, Any] = {}
 
 
-def get_receiver(name: str) -> Callable[..., ReceiverResult]:
-    import importlib
+def default_prior(spec: ReceiverSpec, shape: tuple[int, ...], dataset: str | None = None):
+    """The prior a receiver gets when none is passed, by its prior kind (None when it takes none).
 
-    spec = RECEIVERS.get(name)
-    if spec is None:
-        raise DiffcommError(f"unknown receiver {name!r}; choose one of {', '.join(RECEIVERS)}")
-    return getattr(importlib.import_module(spec.module), spec.function)
+    ``"denoiser"``: the shipped diffusion prior for the image shape; ``"gaussian"``: a Gaussian fitted
+    to the first :data:`GAUSSIAN_FIT_IMAGES` training images of ``dataset`` (default: the dataset of
+    the shipped prior for that shape), cached per process.
+    """
+    if spec.prior is None:
+        return None
+    known = DEFAULT_PRIORS.get(tuple(shape))
+    if spec.prior == "denoiser":
+        from diffcomm import zoo
+
+        return zoo.load(prior_names(spec, shape)[0])
+    dataset = dataset or (known[1] if known else None)
+    if dataset is None:
+        raise DiffcommError(f"receiver {spec.name} fits a Gaussian prior to training images, but no dataset of "
+                            f"{'x'.join(map(str, shape))} images is known; pass prior=training images")
+    key = (dataset, tuple(shape))
+    if key not in _GAUSSIAN_CACHE:
+        from diffcomm.data import get_dataset
+        from diffcomm.receivers.linear import GaussianPrior, fit_gaussian_prior
+
+        images = get_dataset(dataset, "train").images[:GAUSSIAN_FIT_IMAGES]
+        if tuple(images.shape[1:]) != tuple(shape):
+            raise DiffcommError(f"{dataset} images are {'x'.join(map(str, images.shape[1:]))}, the link codes "
+                                f"{'x'.join(map(str, shape))}; pass prior=training images of that shape")
+        mean, cov = fit_gaussian_prior(images)
+        _GAUSSIAN_CACHE[key] = GaussianPrior(mean, cov, f"Gaussian fitted to the first {len(images)} {dataset} "
+                                                        f"train images")
+    return _GAUSSIAN_CACHE[key]
+
+
+def get_receiver(name: str):
+    """The registered receiver function ``name``."""
+    return get_spec(name).fn
 
 
 def decode(receiver: str, link, rx, prior=None, generator: torch.Generator | None = None,
-           **options: Any) -> ReceiverResult:
-    """Run receiver ``receiver`` on ``rx`` (loads the shipped prior when it needs one)."""
-    spec = RECEIVERS.get(receiver)
-    fn = get_receiver(receiver)
-    if spec.name in ("pinv",):
-        with Timer() as t:
-            x = fn(link, rx).clamp(0, 1)
-        return ReceiverResult(x, nfe=0, seconds=t.seconds)
-    if spec.name == "lmmse":
-        with Timer() as t:
-            x = fn(link, rx, **options).clamp(0, 1)
-        return ReceiverResult(x, nfe=0, seconds=t.seconds)
-    if spec.needs_prior:
-        if prior is None:
-            from diffcomm import zoo
+           dataset: str | None = None, **options: Any) -> ReceiverResult:
+    """Run registered receiver ``receiver`` on ``rx`` with checked ``options``.
 
-            prior = zoo.load("fmnist-prior")
-        return fn(link, rx, prior, generator=generator, **options)
-    return fn(link, rx, generator=generator, **options)
+    The link kind and CSI are checked against the receiver's capabilities, options against its
+    declared types and ranges (one-line errors, before any work), and the default prior of its prior
+    kind is provided when ``prior`` is None (:func:`default_prior`).
+    """
+    spec = get_spec(receiver)
+    spec.check_link(link.kind, link.csi)
+    checked = spec.validate(options)
+    if prior is None:
+        prior = default_prior(spec, link.shape, dataset)
+    return spec.fn(link, rx, prior, generator=generator, **checked)
 
 
 def score(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -19,7 +19,7 @@ fast = settings(max_examples=60, deadline=None)
 
 
 # ---------------------------------------------------------------------------------------------
-# Karras / VE / sigmas_from
+# Karras / VE / sigma_grid
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n,smin,smax,rho", [(18, 0.002, 80.0, 7.0), (5, 0.01, 1.0, 3.0), (2, 0.5, 0.6, 7.0)])
@@ -48,13 +48,10 @@ def test_karras_single_step_and_errors():
         sch.karras_sigmas(3, 0.1, 1.0, rho=0.0)
 
 
-def test_sigmas_from_starts_at_level():
-    s = sch.sigmas_from(2.5, 10, sigma_min=0.01, dtype=F64)
-    assert torch.equal(s, sch.karras_sigmas(10, 0.01, 2.5, dtype=F64))
-    assert float(s[0]) == pytest.approx(2.5) and float(s[-2]) == pytest.approx(0.01)
-    with pytest.raises(DiffcommError):
-        sch.sigmas_from(0.001, 10, sigma_min=0.01)
-
+def test_sigma_grid_starts_at_level_and_never_repeats():
+    s = sch.sigma_grid(10, 0.01, 2.5, dtype=F64)
+    assert float(s[0]) == pytest.approx(2.5) and len(s) == 11 and (s[1:] < s[:-1]).all()
+    assert sch.sigma_grid(10, 0.01, 0.001, dtype=F64).tolist() == [0.001, 0.0]
 
 def test_ve_sigmas_geometric():
     s = sch.ve_sigmas(10, 0.01, 50.0, dtype=F64)

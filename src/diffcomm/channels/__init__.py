@@ -1,6 +1,6 @@
 """Channels: link-budget units, symbol packing and power, AWGN and flat fading, pilots/estimation/equalisation.
 
-Conventions (DESIGN §2): complex64 symbols ``(B, k)`` with unit mean power after
+Conventions (docs/interfaces.md): complex64 symbols ``(B, k)`` with unit mean power after
 :func:`normalize_power`; noise CN(0, N0) with ``N0 = 10 ** (-snr_db / 10)``; ``E|h|^2 = 1``;
 ``k = round(cbr * C * H * W)``.
 

@@ -8,6 +8,13 @@ dimension) and gains normalised to ``E|h|^2 = 1``, so the average SNR is Es/N0 =
 * Rician with K-factor K: ``h = sqrt(K/(K+1)) e^{jφ} + sqrt(1/(K+1)) w``, ``w ~ CN(0, 1)``
   (line-of-sight component with fixed phase φ plus scattering; ibid. §2.4.2).
 
+**Generate / apply** (the split of Sionna's ``GenerateFlatFadingChannel`` / ``ApplyFlatFadingChannel``):
+:meth:`Channel.generate` draws the gains of a frame, shaped like the symbols they multiply
+(``(B, k)`` here; a multipath or MIMO channel may return ``(B, subcarriers, symbols)`` or
+``(B, n_rx, n_tx)``), and :meth:`Channel.apply` applies them and adds the noise. The link only
+calls these two (and :meth:`Channel.pilot_gains` for pilot-aided estimation), so a new channel is
+one new class.
+
 Time variation: *block* fading draws one gain per coherence block of ``coherence`` symbols
 (default ``None``: the whole frame of k symbols shares one gain); *fast* fading draws one gain per
 symbol (coherence length 1). Blocks are consecutive; the last one may be shorter.
@@ -103,6 +110,21 @@ class Channel:
         if batch < 1 or k < 1:
             raise DiffcommError(f"{self.name}: batch and k must be >= 1, got batch={batch}, k={k}")
         return self.expand_blocks(self.sample_block_gains(batch, self.num_blocks(k), generator, device), k)
+
+    def generate(self, batch: int, k: int, generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None) -> torch.Tensor:
+        """Gains of a frame of ``k`` symbols per image: complex64 ``(batch, k)`` (= :meth:`sample_gains`)."""
+        return self.sample_gains(batch, k, generator, device)
+
+    def apply(self, z: torch.Tensor, gains: torch.Tensor, n0: float | torch.Tensor,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """Received symbols ``gains ⊙ z + n``, ``n ~ CN(0, n0)``; differentiable in ``z`` and ``gains``."""
+        return awgn(gains * z, n0, generator)
+
+    def pilot_gains(self, gains: torch.Tensor) -> torch.Tensor:
+        """The gain each coherence block's pilots see: ``(B, n_blocks)``, the first gain of each block."""
+        k = gains.shape[-1]
+        return gains[:, ::self.coherence_length(k)]
 
     def config(self) -> dict[str, Any]:
         """JSON-ready description (for results records)."""

@@ -1,6 +1,6 @@
 """Units of the link budget: SNR to noise variance, channel bandwidth ratio (CBR) to symbol count.
 
-Conventions (DESIGN §2): SNR is Es/N0 per complex symbol with unit symbol power, so
+Conventions (docs/interfaces.md): SNR is Es/N0 per complex symbol with unit symbol power, so
 ``N0 = 10 ** (-snr_db / 10)``; CBR = k / (C·H·W) complex channel uses per real source dimension.
 
 Example:

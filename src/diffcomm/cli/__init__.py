@@ -20,6 +20,7 @@ from diffcomm.errors import DiffcommError
 COMMAND_MODULES = [
     "diffcomm.cli.demo",
     "diffcomm.cli.transmit",
+    "diffcomm.cli.receivers",
     "diffcomm.cli.data",
     "diffcomm.cli.train",
     "diffcomm.cli.sample",

@@ -1,6 +1,6 @@
 """Classifier-free guidance (Ho & Salimans 2022) as a denoiser wrapper usable with any sampler.
 
-DESIGN.md convention: ε̃ = (1 + w) ε(x | c) - w ε(x | ∅) (Ho & Salimans 2022, eq. 6). Since
+Convention (docs/interfaces.md): ε̃ = (1 + w) ε(x | c) - w ε(x | ∅) (Ho & Salimans 2022, eq. 6). Since
 D = x - σ ε is affine in ε with the same x and σ, this is the same as
 
     D̃(x; σ, c) = (1 + w) D(x; σ, c) - w D(x; σ, ∅).

@@ -10,7 +10,10 @@ Every sampler has the signature
 
 ``x`` is the state at ``sigmas[0]`` (for a full run ``x = sigmas[0] * randn``); ``sigmas`` is a
 strictly decreasing 1-D tensor, normally ending in 0 (then the last step returns a clean
-sample; a schedule without the final 0 stops at the last noise level). ``sigmas`` is cast to
+sample; a schedule without the final 0 stops at the last noise level). The first-order samplers
+and Heun/DPM-Solver++ also take **one schedule per batch row**, ``sigmas`` of shape ``(B, n + 1)``
+(each row strictly decreasing; zeros only in the last column, in every row or none), for
+receivers whose start level depends on each image's channel (CDDM, HiFi under fading). ``sigmas`` is cast to
 ``x``'s dtype and device. ``generator`` drives all the randomness; ``callback`` is called once
 per step *before* the update with ``dict(i=, x=, sigma=, sigma_hat=, denoised=)``;
 ``extra_args`` (e.g. ``{"class_labels": y}``) is passed to every denoiser call. The denoiser is
@@ -72,17 +75,45 @@ class NFECounter:
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def _check(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
-    """Validate the schedule and cast it to x's dtype/device."""
+def _check(x: torch.Tensor, sigmas: torch.Tensor, per_row: bool = False) -> torch.Tensor:
+    """Validate the schedule (1-D, or ``(B, n + 1)`` with ``per_row``) and cast it to x's dtype/device."""
     if not torch.is_tensor(x) or x.ndim < 1 or not x.is_floating_point():
         raise DiffcommError("x must be a floating-point tensor of shape (B, ...)")
     s = torch.as_tensor(sigmas)
+    if s.ndim == 2 and per_row:
+        if s.shape[0] != x.shape[0] or s.shape[1] < 2:
+            raise DiffcommError(f"per-row sigmas must be (B, n + 1) with B = {x.shape[0]} and n >= 1, "
+                                f"got {tuple(s.shape)}")
+        s64 = s.to(torch.float64)
+        zero_last = s64[:, -1] == 0
+        if not torch.isfinite(s64).all() or (s64 < 0).any() or not (s64[:, 1:] < s64[:, :-1]).all() \
+                or (s64[:, :-1] == 0).any() or not (bool(zero_last.all()) or not bool(zero_last.any())):
+            raise DiffcommError("per-row sigmas must be finite, >= 0, strictly decreasing along each row, "
+                                "with zeros only in the last column of every row or of none")
+        return s.to(dtype=x.dtype, device=x.device)
     if s.ndim != 1 or len(s) < 2:
-        raise DiffcommError("sigmas must be a 1-D tensor with at least 2 noise levels (e.g. karras_sigmas(n, ...))")
+        extra = " or (B, n + 1) per row" if per_row else ""
+        raise DiffcommError(f"sigmas must be a 1-D tensor{extra} with at least 2 noise levels "
+                            f"(e.g. karras_sigmas(n, ...))")
     s64 = s.to(torch.float64)
     if not torch.isfinite(s64).all() or (s64 < 0).any() or not (s64[1:] < s64[:-1]).all():
         raise DiffcommError("sigmas must be finite, >= 0 and strictly decreasing (e.g. karras_sigmas(n, ...))")
     return s.to(dtype=x.dtype, device=x.device)
+
+
+def _level(sigmas: torch.Tensor, i: int, x: torch.Tensor) -> torch.Tensor:
+    """Noise level ``i`` broadcastable against ``x``: a 0-d tensor, or ``(B, 1, ...)`` for per-row sigmas."""
+    s = sigmas[..., i]
+    return s if s.ndim == 0 else s.reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def _rows(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The ``(B,)`` σ handed to the denoiser."""
+    return sigma * x.new_ones(x.shape[0]) if sigma.ndim == 0 else sigma.reshape(-1)
+
+
+def _is_zero(sigma: torch.Tensor) -> bool:
+    return bool((sigma == 0).all())
 
 
 def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -102,7 +133,7 @@ def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor,
     Song et al. 2021 (DDIM), eq. 16, written for x = x0 + σ ε:
     σ_up = η σ_next sqrt(σ² - σ_next²) / σ, the std of q(x_{σ_next} | x_σ, x0) when η = 1.
     """
-    if sigma_next == 0:
+    if _is_zero(torch.as_tensor(sigma_next)):
         return sigma_next, sigma_next
     sigma_up = torch.minimum(sigma_next, eta * sigma_next * (sigma ** 2 - sigma_next ** 2).sqrt() / sigma)
     return (sigma_next ** 2 - sigma_up ** 2).sqrt(), sigma_up
@@ -111,6 +142,8 @@ def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor,
 def _churn(x: torch.Tensor, sigma: torch.Tensor, n_steps: int, s_churn: float, s_tmin: float, s_tmax: float,
            s_noise: float, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Karras et al. 2022, Alg. 2, lines 4-6: raise σ to σ̂ = σ (1 + γ) by adding fresh noise."""
+    if s_churn == 0:
+        return x, sigma
     gamma = min(s_churn / n_steps, math.sqrt(2) - 1) if s_tmin <= sigma <= s_tmax else 0.0
     sigma_hat = sigma * (gamma + 1)
     if gamma > 0:
@@ -140,13 +173,14 @@ def sample_euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, gene
         tensor([[3.],
                 [3.]])
     """
-    sigmas, extra_args = _check(x, sigmas), extra_args or {}
-    s_in = x.new_ones(x.shape[0])
-    for i in range(len(sigmas) - 1):
-        x, sigma_hat = _churn(x, sigmas[i], len(sigmas) - 1, s_churn, s_tmin, s_tmax, s_noise, generator)
-        denoised = denoiser(x, sigma_hat * s_in, **extra_args)
-        _callback(callback, i, x, sigmas[i], sigma_hat, denoised)
-        x = x + to_d(x, sigma_hat, denoised) * (sigmas[i + 1] - sigma_hat)
+    sigmas, extra_args = _check(x, sigmas, per_row=s_churn == 0), extra_args or {}
+    n = sigmas.shape[-1] - 1
+    for i in range(n):
+        sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
+        x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
+        denoised = denoiser(x, _rows(sigma_hat, x), **extra_args)
+        _callback(callback, i, x, sigma, sigma_hat, denoised)
+        x = x + to_d(x, sigma_hat, denoised) * (sigma_next - sigma_hat)
     return x
 
 
@@ -163,19 +197,20 @@ def sample_heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, gener
         >>> sample_heun(lambda x, s: torch.zeros_like(x), torch.ones(1, 1), karras_sigmas(3, 0.01, 1.0))
         tensor([[0.]])
     """
-    sigmas, extra_args = _check(x, sigmas), extra_args or {}
-    s_in = x.new_ones(x.shape[0])
-    for i in range(len(sigmas) - 1):
-        x, sigma_hat = _churn(x, sigmas[i], len(sigmas) - 1, s_churn, s_tmin, s_tmax, s_noise, generator)
-        denoised = denoiser(x, sigma_hat * s_in, **extra_args)
-        _callback(callback, i, x, sigmas[i], sigma_hat, denoised)
+    sigmas, extra_args = _check(x, sigmas, per_row=s_churn == 0), extra_args or {}
+    n = sigmas.shape[-1] - 1
+    for i in range(n):
+        sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
+        x, sigma_hat = _churn(x, sigma, n, s_churn, s_tmin, s_tmax, s_noise, generator)
+        denoised = denoiser(x, _rows(sigma_hat, x), **extra_args)
+        _callback(callback, i, x, sigma, sigma_hat, denoised)
         d = to_d(x, sigma_hat, denoised)
-        dt = sigmas[i + 1] - sigma_hat
-        if sigmas[i + 1] == 0:
+        dt = sigma_next - sigma_hat
+        if _is_zero(sigma_next):
             x = x + d * dt
         else:
             x_2 = x + d * dt
-            d_2 = to_d(x_2, sigmas[i + 1], denoiser(x_2, sigmas[i + 1] * s_in, **extra_args))
+            d_2 = to_d(x_2, sigma_next, denoiser(x_2, _rows(sigma_next, x), **extra_args))
             x = x + (d + d_2) / 2 * dt
     return x
 
@@ -197,15 +232,45 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, gener
     """
     if not 0.0 <= eta <= 1.0:
         raise DiffcommError(f"eta must lie in [0, 1] (0 = deterministic DDIM, 1 = DDPM); got {eta}")
-    sigmas, extra_args = _check(x, sigmas), extra_args or {}
-    s_in = x.new_ones(x.shape[0])
-    for i in range(len(sigmas) - 1):
-        denoised = denoiser(x, sigmas[i] * s_in, **extra_args)
-        _callback(callback, i, x, sigmas[i], sigmas[i], denoised)
-        sigma_down, sigma_up = ancestral_step(sigmas[i], sigmas[i + 1], eta)
-        x = denoised + sigma_down * to_d(x, sigmas[i], denoised)
-        if sigmas[i + 1] > 0 and eta > 0:
+    sigmas, extra_args = _check(x, sigmas, per_row=True), extra_args or {}
+    for i in range(sigmas.shape[-1] - 1):
+        sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
+        denoised = denoiser(x, _rows(sigma, x), **extra_args)
+        _callback(callback, i, x, sigma, sigma, denoised)
+        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        x = denoised + sigma_down * to_d(x, sigma, denoised)
+        if not _is_zero(sigma_next) and eta > 0:
             x = x + sigma_up * _noise(x, generator)
+    return x
+
+
+@torch.no_grad()
+def sample_renoise(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, generator: torch.Generator | None = None,
+                   callback: Callback = None, extra_args: dict | None = None, zeta: float = 1.0) -> torch.Tensor:
+    """DiffPIR's re-noising step (Zhu et al. 2023, Alg. 1 lines 5-7) in σ form; ``zeta`` in [0, 1].
+
+    With ε̂ = (x − D)/σ: x_next = D + σ_next (sqrt(1 − ζ) ε̂ + sqrt(ζ) z). ζ = 0 is deterministic
+    (= DDIM η = 0 = Euler); ζ = 1 draws the whole next noise level afresh. It is the DDIM family with
+    σ_up = sqrt(ζ) σ_next, σ_down = sqrt(1 − ζ) σ_next (DDIM's η = 1 is ζ = (σ² − σ_next²)/σ²). NFE = steps.
+
+    Example:
+        >>> from diffcomm.diffusion.schedules import karras_sigmas
+        >>> sample_renoise(lambda x, s: torch.zeros_like(x), torch.ones(1, 1), karras_sigmas(4, 0.01, 1.0))
+        tensor([[0.]])
+    """
+    if not 0.0 <= zeta <= 1.0:
+        raise DiffcommError(f"zeta must lie in [0, 1] (0 = deterministic, 1 = fresh noise each step); got {zeta}")
+    sigmas, extra_args = _check(x, sigmas, per_row=True), extra_args or {}
+    for i in range(sigmas.shape[-1] - 1):
+        sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
+        denoised = denoiser(x, _rows(sigma, x), **extra_args)
+        _callback(callback, i, x, sigma, sigma, denoised)
+        if _is_zero(sigma_next):
+            x = denoised
+            break
+        eps = to_d(x, sigma, denoised)
+        noise = _noise(x, generator) if zeta > 0 else torch.zeros_like(x)
+        x = denoised + sigma_next * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * noise)
     return x
 
 
@@ -224,14 +289,13 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
         >>> sample_dpmpp_2m(lambda x, s: torch.zeros_like(x), torch.ones(1, 1), karras_sigmas(4, 0.01, 1.0))
         tensor([[0.]])
     """
-    sigmas, extra_args = _check(x, sigmas), extra_args or {}
-    s_in = x.new_ones(x.shape[0])
+    sigmas, extra_args = _check(x, sigmas, per_row=True), extra_args or {}
     old_denoised, h_last = None, None
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = denoiser(x, sigma * s_in, **extra_args)
+    for i in range(sigmas.shape[-1] - 1):
+        sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
+        denoised = denoiser(x, _rows(sigma, x), **extra_args)
         _callback(callback, i, x, sigma, sigma, denoised)
-        if sigma_next == 0:
+        if _is_zero(sigma_next):
             x = denoised
             break
         h = sigma.log() - sigma_next.log()
@@ -333,7 +397,9 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, genera
 def sample_ddpm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
                           generator: torch.Generator | None = None, callback: Callback = None,
                           extra_args: dict | None = None,
-                          variance: Literal["posterior", "beta"] = "posterior") -> torch.Tensor:
+                          variance: Literal["posterior", "beta"] = "posterior",
+                          noise_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                          ) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Alg. 2) in σ form.
 
     Each step draws from the forward-process posterior q(x_{σ'} | x_σ, x0 = D(x_σ; σ)):
@@ -344,7 +410,9 @@ def sample_ddpm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Ten
     Ho et al.'s σ_t² = β̃_t, i.e. c = σ' sqrt(σ² - σ'²) / σ (then this equals DDIM η = 1 and
     k-diffusion's ``sample_euler_ancestral`` with eta = 1); ``variance="beta"`` uses σ_t² = β_t,
     c² = β_t / ᾱ_{t-1} = (σ² - σ'²)(1 + σ'²) / (1 + σ²) (a VP-specific choice). No noise on the
-    step to σ' = 0 (Alg. 2 sets z = 0 at t = 1). NFE = steps.
+    step to σ' = 0 (Alg. 2 sets z = 0 at t = 1). NFE = steps. ``noise_fn(z, σ, σ')``, if given,
+    reshapes the fresh unit noise z before it is scaled by c (e.g. DDNM+'s range-space noise
+    budget, Wang et al. 2023, eq. 17, which spends part of the step's noise on the measurement).
 
     Example:
         >>> from diffcomm.diffusion.schedules import karras_sigmas
@@ -353,19 +421,19 @@ def sample_ddpm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Ten
     """
     if variance not in ("posterior", "beta"):
         raise DiffcommError(f"variance must be 'posterior' or 'beta'; got {variance!r}")
-    sigmas, extra_args = _check(x, sigmas), extra_args or {}
-    s_in = x.new_ones(x.shape[0])
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = denoiser(x, sigma * s_in, **extra_args)
+    sigmas, extra_args = _check(x, sigmas, per_row=True), extra_args or {}
+    for i in range(sigmas.shape[-1] - 1):
+        sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
+        denoised = denoiser(x, _rows(sigma, x), **extra_args)
         _callback(callback, i, x, sigma, sigma, denoised)
         x = denoised + (sigma_next ** 2 / sigma ** 2) * (x - denoised)
-        if sigma_next > 0:
+        if not _is_zero(sigma_next):
             if variance == "posterior":
                 c = sigma_next * (sigma ** 2 - sigma_next ** 2).sqrt() / sigma
             else:
                 c = ((sigma ** 2 - sigma_next ** 2) * (1 + sigma_next ** 2) / (1 + sigma ** 2)).sqrt()
-            x = x + c * _noise(x, generator)
+            z = _noise(x, generator)
+            x = x + c * (noise_fn(z, sigma, sigma_next) if noise_fn is not None else z)
     return x
 
 

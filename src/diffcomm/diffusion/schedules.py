@@ -8,7 +8,7 @@ One convention (k-diffusion / EDM): a noisy sample is ``x = x0 + σ ε``. A vari
 The log-SNR is λ = log(ᾱ / (1 - ᾱ)) = -2 log σ, and the schedule SNR in dB is -10 log10 σ²
 (the ``snr_t`` that CDDM matches to the channel SNR).
 
-Sampling schedules (``karras_sigmas``, ``ve_sigmas``, ``vp_discrete_sigmas``, ``sigmas_from``)
+Sampling schedules (``karras_sigmas``, ``ve_sigmas``, ``vp_discrete_sigmas``, ``sigma_grid``)
 return a strictly decreasing 1-D tensor with a final 0 appended, as in k-diffusion: ``n`` steps
 go through ``n + 1`` noise levels. They are ``float32`` unless ``dtype`` says otherwise.
 
@@ -367,21 +367,38 @@ def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0,
     return _append_zero((hi + ramp * (lo - hi)) ** rho, dtype)
 
 
-def sigmas_from(sigma_start: float, n: int, sigma_min: float = 0.002, rho: float = 7.0,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Karras spacing that starts at an arbitrary level: ``karras_sigmas(n, sigma_min, sigma_start)``.
+def sigma_grid(steps: int, sigma_min: float | torch.Tensor, sigma_max: float | torch.Tensor, rho: float = 7.0,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The σ grid every receiver uses: ``steps`` Karras levels (eq. 5) from ``sigma_max`` to ``sigma_min``, then 0.
 
-    Use it to start the reverse process at a channel-matched noise level (CDDM, HiFi-DiffCom).
+    It never repeats a level: when ``sigma_max <= sigma_min`` (a start below the prior's smallest
+    level, e.g. HiFi's channel-matched start at 60 dB), the grid is the single level
+    ``[sigma_max, 0]`` — one denoising step, one NFE — rather than ``steps`` copies of σ_min.
+    With tensors ``sigma_max`` (and optionally ``sigma_min``) of shape ``(B,)`` it returns one grid
+    per batch row, ``(B, steps + 1)``, for per-image starts (each row's end is lowered to
+    ``sigma_max/2`` where it would not lie below the start); the samplers take such grids.
 
     Example:
-        >>> s = sigmas_from(0.5, 10)
-        >>> float(s[0]), len(s)
-        (0.5, 11)
+        >>> sigma_grid(10, 0.002, 0.001).tolist()
+        [0.0010000000474974513, 0.0]
+        >>> sigma_grid(3, 0.002, torch.tensor([1.0, 0.5])).shape
+        torch.Size([2, 4])
     """
-    if not sigma_start >= sigma_min:
-        raise DiffcommError(f"sigma_start ({sigma_start}) must be >= sigma_min ({sigma_min}); "
-                            "lower sigma_min or start higher")
-    return karras_sigmas(n, sigma_min, sigma_start, rho, dtype)
+    _check_n(steps)
+    if torch.is_tensor(sigma_max) and sigma_max.ndim == 1:
+        top = sigma_max.to(torch.float64)
+        low = torch.as_tensor(sigma_min, dtype=torch.float64).expand_as(top)
+        low = torch.minimum(low, top / 2)
+        if not (torch.isfinite(top).all() and (low > 0).all()):
+            raise DiffcommError("sigma_grid: per-row sigma_max must be finite and > 0")
+        return torch.stack([karras_sigmas(steps, float(lo), float(hi), rho, torch.float64)
+                            for lo, hi in zip(low, top)]).to(dtype)
+    top, low = float(sigma_max), float(sigma_min)
+    if not (math.isfinite(top) and top > 0 and low > 0):
+        raise DiffcommError(f"sigma_grid: need finite sigma_max > 0 and sigma_min > 0; got {sigma_max}, {sigma_min}")
+    if top <= low:
+        return _append_zero(torch.tensor([top], dtype=torch.float64), dtype)
+    return karras_sigmas(steps, low, top, rho, dtype)
 
 
 def ve_sigmas(n: int, sigma_min: float = 0.01, sigma_max: float = 50.0,

@@ -323,18 +323,18 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 def receiver_names() -> list[str]:
-    from diffcomm.pipeline import RECEIVERS
+    from diffcomm.receivers.base import receiver_names as registered
 
-    return [*RECEIVERS, DIGITAL]
+    return [*registered(), DIGITAL]
 
 
 def default_encoder(receiver: str) -> str:
     """The encoder a bare receiver name gets when the grid lists no encoders."""
-    from diffcomm.pipeline import RECEIVERS
+    from diffcomm.receivers.base import get_spec
 
     if receiver == DIGITAL:
         return DIGITAL
-    return "gaussian" if RECEIVERS[receiver].needs_linear else "deepjscc"
+    return "gaussian" if get_spec(receiver).link == "linear" else "deepjscc"
 
 
 def check_pair(receiver: str, encoder: str, csi: str) -> None:
@@ -363,24 +363,34 @@ def receiver_function(receiver: str):
 
 
 def allowed_options(receiver: str) -> list[str]:
-    """Options a grid may set for ``receiver`` (keyword arguments of its function, minus the runner's)."""
-    if receiver in ("pinv", "lmmse", "deepjscc"):
-        return []
-    params = inspect.signature(receiver_function(receiver)).parameters.values()
-    return [p.name for p in params if p.name not in _RUNNER_ARGS
-            and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty]
+    """Options a grid may set for ``receiver``: its registered options (the digital system: its keywords)."""
+    if receiver == DIGITAL:
+        params = inspect.signature(receiver_function(receiver)).parameters.values()
+        return [p.name for p in params if p.name not in _RUNNER_ARGS
+                and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty]
+    from diffcomm.receivers.base import get_spec
+
+    return list(get_spec(receiver).options)
 
 
-def required_models(receiver: str, encoder: str, channel: str, cbr: float) -> list[str]:
+def uses_prior(receiver: str) -> bool:
+    from diffcomm.receivers.base import get_spec
+
+    return receiver != DIGITAL and get_spec(receiver).prior == "denoiser"
+
+
+def required_models(receiver: str, encoder: str, channel: str, cbr: float,
+                    shape: tuple[int, ...] = (1, 28, 28)) -> list[str]:
     """Zoo names a point needs (the DeepJSCC for its channel and CBR, the diffusion prior)."""
-    from diffcomm.pipeline import RECEIVERS, jscc_model_name
+    from diffcomm.pipeline import jscc_model_name, prior_names
+    from diffcomm.receivers.base import get_spec
 
     models = []
     if encoder.startswith("deepjscc"):
         variant = encoder.split("-", 1)[1] if "-" in encoder else None
         models.append(jscc_model_name(channel, cbr, variant))
-    if receiver != DIGITAL and RECEIVERS[receiver].needs_prior:
-        models.append("fmnist-prior")
+    if receiver != DIGITAL:
+        models.extend(prior_names(get_spec(receiver), shape))
     return models
 
 
@@ -428,17 +438,19 @@ def _pairs(spec: GridSpec, notes: list[str]) -> list[tuple[str, str]]:
 
 
 def _options_for(spec: GridSpec, receiver: str) -> dict[str, Any]:
-    from diffcomm.pipeline import RECEIVERS
-
     allowed = allowed_options(receiver)
     opts: dict[str, Any] = {}
-    if spec.steps is not None and receiver != DIGITAL and RECEIVERS[receiver].needs_prior and "steps" in allowed:
+    if spec.steps is not None and uses_prior(receiver) and "steps" in allowed:
         opts["steps"] = spec.steps
     for name, value in spec.options.get(receiver, {}).items():
         if name not in allowed:
             raise DiffcommError(f"receiver {receiver} has no option {name!r}; its options: "
                                 f"{', '.join(allowed) or 'none'}")
         opts[name] = value
+    if receiver != DIGITAL:  # types and ranges, before any work (the registry's declarations)
+        from diffcomm.receivers.base import get_spec
+
+        opts = get_spec(receiver).validate(opts)
     return dict(sorted(opts.items()))
 
 
@@ -451,7 +463,6 @@ def plan(spec: GridSpec, check_models: bool = True) -> Plan:
     """
     from diffcomm import zoo
     from diffcomm.data import get_dataset
-    from diffcomm.pipeline import RECEIVERS
 
     notes: list[str] = []
     for ch in spec.channels:
@@ -475,11 +486,10 @@ def plan(spec: GridSpec, check_models: bool = True) -> Plan:
     for receiver, encoder in pairs:
         for channel in spec.channels:
             for cbr in spec.cbrs:
-                names = required_models(receiver, encoder, channel, cbr)
-                if (encoder.startswith("deepjscc") or (receiver != DIGITAL and RECEIVERS[receiver].needs_prior)) \
-                        and shape != (1, 28, 28):
+                if encoder.startswith("deepjscc") and shape != (1, 28, 28):
                     raise DiffcommError(f"{receiver}@{encoder} uses the shipped Fashion-MNIST models (1x28x28 "
                                         f"images); {spec.dataset} images are {'x'.join(map(str, shape))}")
+                names = required_models(receiver, encoder, channel, cbr, shape)
                 for name in names:
                     if shipped is not None and name not in shipped:
                         raise DiffcommError(missing_model_message(name))

@@ -70,15 +70,6 @@ def _dataset(name: str, split: str):
     return get_dataset(name, split)
 
 
-@functools.lru_cache(maxsize=4)
-def _gaussian_prior(dataset: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    from diffcomm.receivers.linear import fit_gaussian_prior
-
-    images = _dataset(dataset, "train").images[:LMMSE_FIT_IMAGES]
-    mean, cov = fit_gaussian_prior(images)
-    return mean, cov, len(images)
-
-
 @functools.lru_cache(maxsize=1)
 def _git_revision() -> str:
     from diffcomm.utils import git_revision
@@ -134,7 +125,8 @@ def point_models(point: Point) -> dict[str, str]:
     from diffcomm import zoo
     from diffcomm.eval.grid import required_models
 
-    names = required_models(point.receiver, point.encoder, point.channel, point.cbr)
+    shape = tuple(_dataset(point.dataset, point.split).images.shape[1:])
+    names = required_models(point.receiver, point.encoder, point.channel, point.cbr, shape)
     if point.dataset == "fashion-mnist" and _classifier() is not None:
         names.append("fmnist-classifier")
     return {name: zoo.weights_digest(name) for name in names}
@@ -192,7 +184,7 @@ def run_point(point: Point) -> PointOutput:
     """
     from diffcomm import __version__
     from diffcomm.metrics import psnr, ssim, summarize
-    from diffcomm.pipeline import RECEIVERS, build_link, decode
+    from diffcomm.pipeline import build_link, decode
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(point.threads)
@@ -216,21 +208,19 @@ def run_point(point: Point) -> PointOutput:
                               csi=point.csi, n_pilots=point.pilots if point.csi == "estimated" else 0,
                               seed=point.seed)
             k, uses = link.k, link.channel_uses
-            options = point.options
-            if point.receiver == "lmmse":
-                mean, cov, count = _gaussian_prior(point.dataset)
-                options = {**options, "prior_mean": mean, "prior_cov": cov}
-                notes.append(f"lmmse prior: Gaussian fitted to the first {count} {point.dataset} train images")
             outs = []
-            needs_prior = RECEIVERS[point.receiver].needs_prior
             for i in range(0, point.n, point.batch_size):
                 rx = link.transmit(x[i:i + point.batch_size], generator=g_channel)
-                result = decode(point.receiver, link, rx, generator=g_receiver, **options)
+                result = decode(point.receiver, link, rx, generator=g_receiver, dataset=point.dataset,
+                                **point.options)
                 outs.append(result.x_hat.detach().float().clamp(0, 1))
                 receiver_seconds += result.seconds
                 nfe += result.nfe * len(rx.y)
+                prior_note = result.extras.get("prior")
+                if isinstance(prior_note, str) and f"prior: {prior_note}" not in notes:
+                    notes.append(f"prior: {prior_note}")
             x_hat = torch.cat(outs)
-            nfe = nfe / point.n if needs_prior else 0.0
+            nfe = nfe / point.n
 
         per_image = {"psnr": psnr(x_hat, x)}
         if min(x.shape[-2:]) >= 11:

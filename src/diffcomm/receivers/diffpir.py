@@ -7,14 +7,19 @@ noise level of the paper's eq. (6)):
 1. prior step: x0 = D(x_σ; σ) (Tweedie's estimate);
 2. data step, eq. (11)-(13): x̂0 = argmin_x ‖y − A x‖² + ρ_σ ‖x − x0‖²,  ρ_σ = λ σ_y² / σ²,
    solved exactly for the linear model-space system y_m = A_m x_m + n
-   (:func:`diffcomm.receivers.pigdm.model_space_system`) by the push-through (Woodbury) form
-   x̂0 = x0 + Aᵀ (A Aᵀ + ρ_σ I)⁻¹ (y − A x0), an m×m Cholesky solve per image (m = 2k).
+   (:func:`diffcomm.receivers.base.model_space`) through the link operator's SVD, factorised once per
+   batch: x̂0 = x0 + V diag(s_i/(s_i² + ρ)) Uᵀ (y − A x0) (:meth:`diffcomm.link.ModelSpaceSystem.prox`).
    (Dividing the objective by σ_y²: ‖y − Ax‖²/σ_y² + (λ/σ²)‖x − x0‖², i.e. λ = 1 treats x0 as
    N(x̂0, σ² I) information, the paper's choice of ρ.)
-3. re-noise, Alg. 1 lines 5-7: ε̂ = (x_σ − x̂0)/σ, x_σ' = x̂0 + σ' (sqrt(1 − ζ) ε̂ + sqrt(ζ) z).
+3. re-noise, Alg. 1 lines 5-7: ε̂ = (x_σ − x̂0)/σ, x_σ' = x̂0 + σ' (sqrt(1 − ζ) ε̂ + sqrt(ζ) z)
+   (:func:`diffcomm.diffusion.samplers.sample_renoise`, the default sampler).
 
-ζ = 1 draws fresh noise every step, ζ = 0 is deterministic (DDIM-like). The paper tunes λ and ζ per
-task (e.g. λ ≈ 1-8, ζ ≈ 0.3-1); the defaults here are λ = 1, ζ = 1. NFE = ``steps``.
+Steps 1-2 form a conditional denoiser D_y = prox(D(x; σ)) (as azula's ``DiffPIRDenoiser``), so any
+sampler runs it. ζ = 1 draws fresh noise every step, ζ = 0 is deterministic (DDIM-like). The paper
+tunes λ and ζ per task (e.g. λ ≈ 1-8, ζ ≈ 0.3-1); the defaults here are λ = 1, ζ = 1.
+
+**Step bound.** The proximal step moves x0 at most to the least-squares solution (s_i/(s_i² + ρ) ≤ 1/s_i),
+whatever σ_y. NFE = ``steps``.
 
 Example:
     >>> res = diffpir_receiver(link, rx, zoo.load("fmnist-prior"), steps=100)   # doctest: +SKIP
@@ -24,43 +29,47 @@ Example:
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
 
-from diffcomm.receivers.base import ReceiverResult, Timer, check_received
-from diffcomm.receivers.pigdm import (
-    F64,
-    ModelSpaceSystem,
-    check_positive,
+from diffcomm.receivers.base import (
+    Option,
+    ReceiverResult,
+    Timer,
     check_prior,
-    check_steps,
-    check_unit,
-    model_space_system,
-    sigma_grid,
+    check_received,
+    model_space,
+    register_receiver,
 )
+from diffcomm.receivers.guidance import SAMPLERS, CountingPrior, posterior_from_noise
 
 
-def data_proximal(system: ModelSpaceSystem, x0: torch.Tensor, rho: float) -> torch.Tensor:
-    """argmin_x ‖y − A x‖² + ρ ‖x − x0‖² per image = x0 + Aᵀ(AAᵀ + ρI)⁻¹(y − A x0); float64 (B, n).
-
-    Example:
-        >>> data_proximal(model_space_system(link, rx), x0, rho=0.1).shape   # doctest: +SKIP
-        torch.Size([4, 784])
-    """
-    a = system.a
-    gram = a @ a.transpose(-1, -2) + rho * torch.eye(a.shape[1], dtype=F64, device=a.device)
-    resid = system.y - system.apply(x0)
-    w = torch.cholesky_solve(resid[..., None], torch.linalg.cholesky(gram)).squeeze(-1)
-    return x0.flatten(1).to(F64) + system.adjoint(w)
+def diffpir_denoiser(prior: CountingPrior, system, lam: float,
+                     class_labels: torch.Tensor | None = None) -> Callable[..., torch.Tensor]:
+    """DiffPIR's conditional denoiser: the proximal data step (eq. 13) applied to x̂0 = D(x; σ)."""
+    def denoise(x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None = class_labels,
+                **_) -> torch.Tensor:
+        with torch.no_grad():
+            x0 = prior(x, sigma, class_labels)
+        rho = lam * system.noise_var / torch.as_tensor(sigma, dtype=torch.float64) ** 2
+        return system.prox(x0, rho).to(x.dtype).reshape(x.shape)
+    return denoise
 
 
+@register_receiver(
+    "diffpir", description="DiffPIR proximal data step (linear links)", link="linear", prior="denoiser",
+    paper="Zhu et al., CVPRW 2023 (DiffPIR)",
+    options={"steps": Option(int, 1, 1000), "lam": Option(float, 0, 1000, open_low=True),
+             "zeta": Option(float, 0, 1), "sigma_max": Option(float, 0, 1000, open_low=True, optional=True),
+             "sampler": Option(str, choices=SAMPLERS), "eta": Option(float, 0, 1)})
 def diffpir_receiver(link, rx, prior, *, steps: int = 100, lam: float = 1.0, zeta: float = 1.0,
-                     sigma_max: float | None = None, class_labels: torch.Tensor | None = None,
+                     sigma_max: float | None = None, sampler: str = "renoise", eta: float = 1.0,
+                     class_labels: torch.Tensor | None = None,
                      generator: torch.Generator | None = None) -> ReceiverResult:
     """DiffPIR for a linear link; see the module docstring. ``lam`` is λ, ``zeta`` is ζ in [0, 1].
 
-    Returns pixels in [0, 1]; ``nfe = steps``.
+    Returns pixels in [0, 1]; ``nfe = steps`` with the default sampler.
 
     Example:
         >>> gen = torch.Generator().manual_seed(0)
@@ -68,24 +77,12 @@ def diffpir_receiver(link, rx, prior, *, steps: int = 100, lam: float = 1.0, zet
     """
     check_received(link, rx, need_linear=True, receiver="diffpir")
     check_prior(prior, "diffpir")
-    check_steps(steps, "diffpir")
-    check_positive(lam, "lam", "diffpir")
-    check_unit(zeta, "zeta", "diffpir")
     with Timer() as t:
-        system = model_space_system(link, rx)
-        sigmas = sigma_grid(prior, steps, sigma_max, "diffpir")
-        b = rx.y.shape[0]
-        x = torch.randn((b, *link.shape), generator=generator) * float(sigmas[0])
-        for i in range(steps):
-            sig, sig_next = float(sigmas[i]), float(sigmas[i + 1])
-            with torch.no_grad():
-                x0 = prior(x, torch.full((b,), sig, dtype=x.dtype), class_labels)
-            x0c = data_proximal(system, x0, lam * system.noise_var / sig ** 2).to(x.dtype).reshape(x.shape)
-            if sig_next == 0:
-                x = x0c
-                break
-            eps = (x - x0c) / sig
-            z = torch.randn(x.shape, generator=generator, dtype=x.dtype) if zeta > 0 else torch.zeros_like(x)
-            x = x0c + sig_next * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * z)
-    return ReceiverResult(prior.to_pixels(x).clamp(0, 1), nfe=steps, seconds=t.seconds,
-                          extras={"steps": steps, "lam": lam, "zeta": zeta})
+        system = model_space(link, rx, prior)
+        def make_denoiser(counted):
+            return diffpir_denoiser(counted, system, lam, class_labels)
+
+        x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
+                                          sigma_max=sigma_max, dtype=torch.float64, zeta=zeta, eta=eta)
+    return ReceiverResult(x_hat, nfe=nfe, seconds=t.seconds,
+                          extras={"steps": steps, "lam": lam, "zeta": zeta, "sampler": sampler})

@@ -7,12 +7,20 @@ Guide Diffusion Posterior Sampling", 2024, §IV), on top of the DPS likelihood t
 1. **Confirming term**: re-encode x̂0, pass it through the *noiseless* link and the DeepJSCC
    decoder, and match the decoder's deterministic reconstruction from the received signal:
 
-       L_conf = λ ‖Dec(Enc(x̂0)) − Dec(EQ(y))‖²,
+       L = ‖y − A(x̂0)‖² + λ N0 ‖Dec(Enc(x̂0)) − Dec(EQ(y))‖²,
 
    so the sample stays where the JSCC decoder "agrees" with what was received.
 2. **Channel-matched start**: instead of pure noise at σ_max, start at
    x_{σ*} = x_jscc + σ* ε with σ* = c · 10^(−SNR/20) (the schedule level whose SNR matches the
-   channel SNR, as in CDDM), and run the remaining ``steps`` levels from σ* — fewer NFE at high SNR.
+   channel SNR, as in CDDM; the SNR capped at 30 dB like the likelihood's N0, :func:`start_sigma`),
+   and run ``steps`` levels from σ* (:func:`~diffcomm.diffusion.schedules.sigma_grid`: a start at or
+   below the prior's σ_min is a single denoising step, never repeated levels).
+
+Both terms form one conditional denoiser (:func:`~diffcomm.receivers.guidance.gradient_guided`)
+that any sampler runs (default Euler, as DiffCom).
+
+**Step bound.** The weight is DPS's, with N0 floored at 10⁻³ (30 dB), so at most ζ σ²(1 + σ²)/κ;
+the confirming term's weight λ·max(N0, N0_floor) shrinks with the noise down to the floor.
 
 Example:
     >>> res = hifi_receiver(link, rx, zoo.load("fmnist-prior"), steps=20)   # doctest: +SKIP
@@ -22,68 +30,79 @@ from __future__ import annotations
 
 import torch
 
-from diffcomm.errors import DiffcommError
-from diffcomm.receivers.base import ReceiverResult, Timer, check_received, complex_sq_norm
-from diffcomm.receivers.dps import guided_sampling, karras_grid, likelihood_step
+from diffcomm.receivers.base import (
+    Option,
+    ReceiverResult,
+    Timer,
+    check_prior,
+    check_received,
+    complex_sq_norm,
+    decoder_snr,
+    jscc_model,
+    jscc_reconstruction,
+    register_receiver,
+)
+from diffcomm.receivers.guidance import (
+    N0_FLOOR,
+    SAMPLERS,
+    CountingPrior,
+    dps_weight,
+    gain_power,
+    gradient_guided,
+    run_sampler,
+    sampler_options,
+)
 
 
-def jscc_parts(link):
-    """The DeepJSCC model behind a link's encoder, or a one-line error."""
-    model = getattr(link.encoder, "model", None)
-    if model is None or not hasattr(model, "decode"):
-        raise DiffcommError("this receiver needs a DeepJSCC link (--encoder deepjscc-...); "
-                            "use dps, pigdm or ddnm for other encoders")
-    return model
+def start_sigma(snr_db: float, scale: float, sigma_max: float) -> float:
+    """σ* = c·10^(−min(SNR, SNR_floor)/20) = c·sqrt(max(N0, N0_floor)) in model space, at most σ_max.
+
+    The SNR is capped where the likelihood's N0 is floored (:data:`~diffcomm.receivers.guidance.N0_FLOOR`,
+    30 dB): a start far below that leaves the sampler nothing to refine (at 60 dB σ* would be 10⁻³,
+    under the prior's σ_min, and the output fell back towards the DeepJSCC decoder's).
+    """
+    n0 = max(10 ** (-snr_db / 10), N0_FLOOR)
+    return float(min(scale * n0 ** 0.5, sigma_max))
 
 
-def jscc_reconstruction(link, rx) -> torch.Tensor:
-    """The DeepJSCC decoder's deterministic reconstruction: MMSE-equalise, then decode."""
-    from diffcomm.channels import equalize_mmse
-
-    model = jscc_parts(link)
-    s_hat, _ = equalize_mmse(rx.y, rx.h_hat, rx.n0)
-    snr = link_snr(link, rx)
-    return model.decode(s_hat, snr)
-
-
-def link_snr(link, rx) -> torch.Tensor:
-    """Post-equalisation SNR in dB per image that the decoder's SNR adaptation sees."""
-    b = rx.y.shape[0]
-    snr = torch.full((b,), float(link.snr_db))
-    if rx.h_hat is not None:
-        snr = snr + 10 * torch.log10(rx.h_hat.abs().pow(2).mean(1).clamp_min(1e-6))
-    return snr
-
-
-def start_sigma(snr_db: float, scale: float, sigma_min: float, sigma_max: float) -> float:
-    """σ* = c·10^(−SNR/20) in model space, clipped to the prior's range."""
-    return float(min(max(scale * 10 ** (-snr_db / 20), sigma_min), sigma_max))
-
-
+@register_receiver(
+    "hifi", description="HiFi-DiffCom: DPS + confirming term + SNR-matched start", link="jscc", prior="denoiser",
+    paper="Wang et al. 2024 (DiffCom / HiFi-DiffCom)",
+    options={"steps": Option(int, 1, 1000), "zeta": Option(float, 0, 100, open_low=True),
+             "kappa": Option(float, 0, 100, open_low=True), "lam_confirm": Option(float, 0, 1000),
+             "start_scale": Option(float, 0, 100, open_low=True), "sampler": Option(str, choices=SAMPLERS),
+             "eta": Option(float, 0, 1)})
 def hifi_receiver(link, rx, prior, *, steps: int = 20, zeta: float = 1.0, kappa: float = 1.0,
-                  lam_confirm: float = 1.0, start_scale: float = 1.0, class_labels: torch.Tensor | None = None,
-                  semantic=None, generator: torch.Generator | None = None) -> ReceiverResult:
+                  lam_confirm: float = 1.0, start_scale: float = 1.0, sampler: str = "euler", eta: float = 1.0,
+                  class_labels: torch.Tensor | None = None, semantic=None,
+                  generator: torch.Generator | None = None) -> ReceiverResult:
     """HiFi-DiffCom: DPS + confirming term + channel-matched start; see the module docstring."""
+    from diffcomm.diffusion.schedules import sigma_grid
+
     check_received(link, rx, receiver="hifi")
-    model = jscc_parts(link)
+    check_prior(prior, "hifi")
+    model = jscc_model(link)
     with Timer() as t:
+        counted = CountingPrior(prior)
+        op = link.operator(rx)
         with torch.no_grad():
             x_jscc = jscc_reconstruction(link, rx)
-        snr = link_snr(link, rx)
-        sigma_star = start_sigma(float(link.snr_db), start_scale, prior.sigma_min, prior.sigma_max)
-        sigmas = karras_grid(prior, steps, sigma_max=sigma_star)
-        x = prior.to_model(x_jscc) + sigma_star * torch.randn(x_jscc.shape, generator=generator)
+        snr = decoder_snr(model, link, rx)
+        sigma_star = start_sigma(float(link.snr_db), start_scale, prior.sigma_max)
+        sigmas = sigma_grid(steps, prior.sigma_min, sigma_star)
+        x = prior.to_model(x_jscc) + float(sigmas[0]) * torch.randn(x_jscc.shape, generator=generator)
 
-        def loss_fn(x0: torch.Tensor) -> torch.Tensor:
+        def data_fit(x0: torch.Tensor) -> torch.Tensor:
             x0_pix = prior.to_pixels(x0).clamp(0, 1)
-            data = complex_sq_norm(rx.y - link.forward(x0_pix, rx))
+            data = complex_sq_norm(rx.y - op(x0_pix))
             z = model.encode(x0_pix, snr)
             z = z / z.abs().pow(2).mean(1, keepdim=True).sqrt()
             confirm = (model.decode(z, snr) - x_jscc).pow(2).flatten(1).sum(1)
-            return data + lam_confirm * rx.n0 * confirm
+            return data + lam_confirm * max(rx.n0, N0_FLOOR) * confirm
 
-        guidance = semantic.term(prior) if semantic is not None else None
-        x0, nfe = guided_sampling(prior, x, sigmas, loss_fn, likelihood_step(sigmas, rx.n0, zeta, kappa),
-                                  class_labels=class_labels, guidance=guidance, generator=generator)
-    return ReceiverResult(prior.to_pixels(x0).clamp(0, 1), nfe=nfe, seconds=t.seconds,
-                          extras={"sigma_start": sigma_star, "steps": steps})
+        weight = dps_weight(rx.n0, zeta, kappa, gain_power(rx))
+        denoiser = gradient_guided(counted, data_fit, weight, class_labels,
+                                   extra_loss=semantic.term(prior) if semantic is not None else None)
+        x0 = run_sampler(sampler, denoiser, x, sigmas, generator, **sampler_options(sampler, eta=eta))
+    return ReceiverResult(prior.to_pixels(x0).clamp(0, 1), nfe=counted.nfe, seconds=t.seconds,
+                          extras={"sigma_start": float(sigmas[0]), "steps": len(sigmas) - 1, "sampler": sampler})

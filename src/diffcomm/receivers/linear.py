@@ -4,9 +4,12 @@ For a linear encoder the received signal is ``y = A x + n`` with a known real ma
 (:meth:`diffcomm.link.Link.matrix`, built from the receiver's CSI and the gain side information)
 and ``n ~ N(0, N0/2 I)`` per real dimension. Two classical receivers:
 
-* :func:`pinv_receiver`: ``x̂ = A^+ y`` (minimum-norm least squares), clamped to [0, 1].
-* :func:`lmmse_receiver`: the posterior mean under a Gaussian prior ``x ~ N(μ, Σ)``, i.e. the
-  linear MMSE estimator (Kay, *Estimation Theory*, 1993, Thm. 10.2 / §12.6):
+* ``pinv`` (:func:`pinv_receiver`, :func:`pinv_estimate`): ``x̂ = A^+ y`` (minimum-norm least
+  squares, through the link operator's SVD), clamped to [0, 1].
+* ``lmmse`` (:func:`lmmse_receiver`, :func:`lmmse_estimate`): the posterior mean under a Gaussian
+  prior ``x ~ N(μ, Σ)`` (prior kind ``"gaussian"``: by default fitted to training images of the
+  link's image shape, :func:`fit_gaussian_prior`), i.e. the linear MMSE estimator (Kay,
+  *Estimation Theory*, 1993, Thm. 10.2 / §12.6):
 
       K = Σ Aᵀ (A Σ Aᵀ + R)⁻¹,   E[x | y] = μ + K (y − A μ),   Cov[x | y] = Σ − K A Σ.
 
@@ -20,25 +23,44 @@ Example:
     >>> link = make_link("gaussian", (1, 8, 8), "1/4", snr_db=20.0)
     >>> data = torch.rand(500, 1, 8, 8)
     >>> rx = link.transmit(data[:4], generator=torch.Generator().manual_seed(0))
-    >>> x_hat = lmmse_receiver(link, rx, data=data)
+    >>> x_hat = lmmse_estimate(link, rx, data=data)
     >>> x_hat.shape
     torch.Size([4, 1, 8, 8])
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from diffcomm.channels import complex_to_real
 from diffcomm.errors import DiffcommError
+from diffcomm.receivers.base import Option, ReceiverResult, Timer, check_received, register_receiver
 
 
-def pinv_receiver(link, rx, h: torch.Tensor | None = None) -> torch.Tensor:
-    """Pseudo-inverse receiver ``clamp(A^+ y, 0, 1)`` -> float32 pixels ``(B, C, H, W)``.
+@dataclass
+class GaussianPrior:
+    """A Gaussian pixel prior ``N(mean, cov)`` (float64; ``mean`` (n,), ``cov`` (n, n) or a float)."""
 
-    ``h`` overrides the receiver CSI ``rx.h_hat`` (needed when ``csi="none"``).
-    """
-    return link.pinv(rx.y, rx, h=h).clamp(0, 1)
+    mean: torch.Tensor
+    cov: torch.Tensor | float
+    source: str = ""
+
+
+def pinv_estimate(link, rx, h: torch.Tensor | None = None) -> torch.Tensor:
+    """``clamp(A^+ y, 0, 1)`` -> float32 pixels ``(B, C, H, W)``; ``h`` overrides the CSI ``rx.h_hat``."""
+    return link.operator(rx, h).pinv(rx.y).clamp(0, 1)
+
+
+@register_receiver("pinv", description="exact pseudo-inverse (linear links)", link="linear",
+                   paper="Moore-Penrose pseudo-inverse (Penrose 1955)")
+def pinv_receiver(link, rx, prior=None, *, generator: torch.Generator | None = None) -> ReceiverResult:
+    """Pseudo-inverse receiver ``clamp(A^+ y, 0, 1)`` (no prior, deterministic)."""
+    check_received(link, rx, need_linear=True, receiver="pinv")
+    with Timer() as t:
+        x = pinv_estimate(link, rx)
+    return ReceiverResult(x, nfe=0, seconds=t.seconds)
 
 
 def fit_gaussian_prior(images: torch.Tensor, shrinkage: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,9 +143,9 @@ def gaussian_posterior(A: torch.Tensor, y: torch.Tensor, noise_var_per_real: flo
     return post_mean, post_cov
 
 
-def lmmse_receiver(link, rx, prior_mean: torch.Tensor | None = None, prior_cov: torch.Tensor | float | None = None,
+def lmmse_estimate(link, rx, prior_mean: torch.Tensor | None = None, prior_cov: torch.Tensor | float | None = None,
                    *, data: torch.Tensor | None = None, h: torch.Tensor | None = None) -> torch.Tensor:
-    """Posterior-mean (LMMSE) receiver under a Gaussian pixel prior -> float32 pixels, clamped to [0, 1].
+    """Posterior-mean (LMMSE) estimate under a Gaussian pixel prior -> float32 pixels, clamped to [0, 1].
 
     The prior is ``N(prior_mean, prior_cov)`` in pixel units (``prior_mean`` (n,), ``prior_cov``
     (n, n) or a float for an isotropic variance). If either is None it is fitted to ``data``
@@ -131,18 +153,39 @@ def lmmse_receiver(link, rx, prior_mean: torch.Tensor | None = None, prior_cov: 
     The observation model is ``complex_to_real(y) = link.matrix(rx) vec(x) + n`` with ``N0/2`` per real.
     """
     if not getattr(link, "is_linear", False):
-        raise DiffcommError("lmmse_receiver needs a linear encoder ('gaussian' or 'downsample')")
+        raise DiffcommError("lmmse needs a linear encoder ('gaussian' or 'downsample')")
     if prior_mean is None or prior_cov is None:
         if data is None:
-            raise DiffcommError("lmmse_receiver: pass prior_mean and prior_cov, or data=images to fit them")
+            raise DiffcommError("lmmse: pass prior_mean and prior_cov, or data=images to fit them")
         fit_mean, fit_cov = fit_gaussian_prior(data)
         prior_mean = fit_mean if prior_mean is None else prior_mean
         prior_cov = fit_cov if prior_cov is None else prior_cov
     if not torch.is_tensor(prior_mean) or prior_mean.reshape(-1).shape[0] != link.n:
-        raise DiffcommError(f"lmmse_receiver: prior_mean must have {link.n} entries (one per pixel)")
-    a = link.matrix(rx, h)
+        raise DiffcommError(f"lmmse: prior_mean must have {link.n} entries (one per pixel)")
+    a = link.operator(rx, h).matrix()
     if not torch.is_tensor(rx.y) or not rx.y.is_complex() or tuple(rx.y.shape) != (rx.batch, link.k):
-        raise DiffcommError(f"lmmse_receiver: rx.y must be complex ({rx.batch}, {link.k})")
+        raise DiffcommError(f"lmmse: rx.y must be complex ({rx.batch}, {link.k})")
     y = complex_to_real(rx.y)
     post_mean, _ = _posterior(a, y, rx.n0 / 2, prior_mean.reshape(-1), prior_cov, want_cov=False)
     return post_mean.to(torch.float32).reshape(-1, *link.shape).clamp(0, 1)
+
+
+@register_receiver("lmmse", description="Gaussian-prior LMMSE (linear links)", link="linear", prior="gaussian",
+                   paper="Kay, Fundamentals of Statistical Signal Processing: Estimation Theory, 1993, Thm. 10.2",
+                   options={"shrinkage": Option(float, 0, 1)})
+def lmmse_receiver(link, rx, prior, *, shrinkage: float = 0.01,
+                   generator: torch.Generator | None = None) -> ReceiverResult:
+    """LMMSE receiver: the exact posterior mean under a Gaussian prior.
+
+    ``prior`` is a :class:`GaussianPrior`, or float images ``(N, C, H, W)`` to fit one to (with
+    ``shrinkage``, :func:`fit_gaussian_prior`); :func:`diffcomm.pipeline.decode` fits it to training
+    images of the link's shape when none is given.
+    """
+    check_received(link, rx, need_linear=True, receiver="lmmse")
+    with Timer() as t:
+        if torch.is_tensor(prior):
+            prior = GaussianPrior(*fit_gaussian_prior(prior, shrinkage=shrinkage))
+        if not isinstance(prior, GaussianPrior):
+            raise DiffcommError("lmmse: prior must be a GaussianPrior(mean, cov) or training images (N, C, H, W)")
+        x = lmmse_estimate(link, rx, prior.mean, prior.cov)
+    return ReceiverResult(x, nfe=0, seconds=t.seconds, extras={"prior": prior.source} if prior.source else {})

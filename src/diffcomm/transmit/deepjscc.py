@@ -131,7 +131,10 @@ class DeepJSCCEncoder(nn.Module):
     def __init__(self, model: DeepJSCC, snr_db: float, name: str = "deepjscc"):
         super().__init__()
         self.model = model
-        self.snr_db = float(snr_db)
+        # The encoder's SNR modulation was trained on [snr_min_db, snr_max_db]; outside it, hold the
+        # design SNR at the nearest end rather than extrapolate.
+        cfg = model.config
+        self.snr_db = float(min(max(float(snr_db), cfg.snr_min_db), cfg.snr_max_db))
         self.name = name
         cfg = model.config
         self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)

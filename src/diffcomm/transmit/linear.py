@@ -70,12 +70,22 @@ class LinearEncoder(nn.Module):
         return real_to_complex(x.flatten(1).to(self.matrix.dtype) @ self.matrix.T)
 
     def _factorise(self) -> None:
-        """One float64 SVD of ``E`` gives both ``E^+`` and the numerical rank (torch.linalg.pinv's cut-off)."""
-        u, s, vh = torch.linalg.svd(self.matrix.double(), full_matrices=False)
-        tol = max(self.matrix.shape) * torch.finfo(torch.float64).eps * (float(s[0]) if s.numel() else 0.0)
-        keep = s > tol
-        self._rank = int(keep.sum())
-        self._pinv = (vh[keep].T / s[keep]) @ u[:, keep].T
+        """One float64 SVD of ``E`` (the package's single cut-off, :func:`diffcomm.linalg.truncated_svd`)
+        gives ``E^+``, the numerical rank and the factorisation the link operator reuses."""
+        from diffcomm.linalg import truncated_svd
+
+        f = truncated_svd(self.matrix.double())
+        self._svd = f
+        self._rank = int(f.keep.sum())
+        keep = f.keep
+        self._pinv = (f.vh[keep].T / f.s[keep]) @ f.u[:, keep].T
+
+    @property
+    def svd(self):
+        """The cached float64 :class:`diffcomm.linalg.SVD` of ``E`` (``(2k, n)``)."""
+        if self._pinv is None or self._pinv.device != self.matrix.device:
+            self._factorise()
+        return self._svd
 
     @property
     def pinv_matrix(self) -> torch.Tensor:

@@ -1,0 +1,26 @@
+"""The DeepJSCC decoder as a receiver: MMSE-equalise with the receiver's CSI, then decode.
+
+Bourtsoulatze, Kurka, Gündüz, "Deep Joint Source-Channel Coding for Wireless Image Transmission",
+IEEE TCCN 2019: the learned analog baseline. The decoder is told the post-equalisation SNR, with
+the link SNR held inside its training range (:func:`diffcomm.receivers.base.decoder_snr`), so it
+does not extrapolate its SNR modulation outside 0–20 dB.
+
+Example:
+    >>> res = jscc_decoder_receiver(link, rx)      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import torch
+
+from diffcomm.receivers.base import ReceiverResult, Timer, check_received, jscc_reconstruction, register_receiver
+
+
+@register_receiver("deepjscc", description="the DeepJSCC decoder after MMSE equalisation", link="jscc",
+                   paper="Bourtsoulatze et al., IEEE TCCN 2019 (DeepJSCC)")
+def jscc_decoder_receiver(link, rx, prior=None, *, generator: torch.Generator | None = None) -> ReceiverResult:
+    """The DeepJSCC decoder's deterministic reconstruction (no prior)."""
+    check_received(link, rx, receiver="deepjscc")
+    with Timer() as t, torch.no_grad():
+        x = jscc_reconstruction(link, rx)
+    return ReceiverResult(x, nfe=0, seconds=t.seconds)
