@@ -29,11 +29,12 @@ def images(b: int, seed: int = 0, shape=SHAPE) -> torch.Tensor:
 def test_unit_symbol_power_and_forward(name, channel, b, seed, scale):
     link = make_link(name, SHAPE, "1/4", channel=channel, snr_db=20.0)
     x = images(b, seed) * scale
-    rx = link.transmit(x, generator=torch.Generator().manual_seed(seed))
-    assert rx.y.dtype == torch.complex64 and rx.y.shape == (b, link.k) and rx.h.shape == (b, link.k)
-    assert rx.n0 == pytest.approx(0.01) and rx.pilots_used == 0 and torch.equal(rx.h_hat, rx.h)
-    z = link.forward(x, rx) / rx.h                        # g E(x): the transmitted symbols
+    rx, truth = link.transmit(x, generator=torch.Generator().manual_seed(seed), return_truth=True)
+    assert rx.y.dtype == torch.complex64 and rx.y.shape == (b, link.k) and truth.h.shape == (b, link.k)
+    assert rx.n0 == pytest.approx(0.01) and rx.pilots_used == 0 and torch.equal(rx.h_hat, truth.h)
+    z = link.forward(x, rx) / truth.h                     # g E(x): the transmitted symbols
     assert torch.allclose(z.abs().pow(2).mean(1), torch.ones(b), rtol=1e-4)
+    assert torch.allclose(z, truth.z, rtol=1e-4, atol=1e-5)
     e = link.encoder(x)
     assert torch.allclose(rx.gain, math.sqrt(link.k) / e.abs().pow(2).sum(1).sqrt(), rtol=1e-5)
 
@@ -78,11 +79,13 @@ def test_forward_differentiable_in_x_and_h():
 def test_received_is_detached_and_seeded():
     link = make_link("gaussian", SHAPE, "1/4", channel="rayleigh", snr_db=5.0)
     x = images(4).requires_grad_(True)
-    a = link.transmit(x, generator=torch.Generator().manual_seed(7))
-    b = link.transmit(x, generator=torch.Generator().manual_seed(7))
+    a, ta = link.transmit(x, generator=torch.Generator().manual_seed(7), return_truth=True)
+    b, tb = link.transmit(x, generator=torch.Generator().manual_seed(7), return_truth=True)
     c = link.transmit(x, generator=torch.Generator().manual_seed(8))
     assert not a.y.requires_grad and not a.gain.requires_grad
-    assert torch.equal(a.y, b.y) and torch.equal(a.h, b.h) and not torch.equal(a.y, c.y)
+    assert not ta.h.requires_grad and not ta.z.requires_grad
+    assert torch.equal(a.y, b.y) and torch.equal(ta.h, tb.h) and not torch.equal(a.y, c.y)
+    assert not hasattr(a, "h")                            # the true gains are not part of what a receiver sees
 
 
 def test_same_seed_same_channel_across_csi_modes():
@@ -90,9 +93,9 @@ def test_same_seed_same_channel_across_csi_modes():
     ch = make_channel("rayleigh", coherence=4)
     x = images(3)
     rx = {csi: Link(enc, ch, 5.0, csi=csi, n_pilots=2 if csi == "estimated" else 0).transmit(
-        x, generator=torch.Generator().manual_seed(3)) for csi in ("perfect", "estimated", "none")}
-    for r in rx.values():
-        assert torch.equal(r.y, rx["perfect"].y) and torch.equal(r.h, rx["perfect"].h)
+        x, generator=torch.Generator().manual_seed(3), return_truth=True) for csi in ("perfect", "estimated", "none")}
+    for r, truth in rx.values():
+        assert torch.equal(r.y, rx["perfect"][0].y) and torch.equal(truth.h, rx["perfect"][1].h)
 
 
 @pytest.mark.parametrize("estimator,n_pilots,coherence", [("ls", 1, None), ("ls", 4, 4), ("lmmse", 1, None),
@@ -104,10 +107,10 @@ def test_estimated_csi_mse(estimator, n_pilots, coherence):
     blocks = math.ceil(link.k / (coherence or link.k))
     assert link.pilots_used == n_pilots * blocks and link.channel_uses == link.k + link.pilots_used
     x = images(3000)
-    rx = link.transmit(x, generator=torch.Generator().manual_seed(5))
+    rx, truth = link.transmit(x, generator=torch.Generator().manual_seed(5), return_truth=True)
     assert rx.pilots_used == link.pilots_used and rx.y_pilot.shape == (3000, blocks, n_pilots)
     step = coherence or link.k
-    err = (rx.h_hat[:, ::step] - rx.h[:, ::step]).abs().pow(2).double().flatten()
+    err = (rx.h_hat[:, ::step] - truth.h[:, ::step]).abs().pow(2).double().flatten()
     n0 = link.n0
     mse = n0 / n_pilots if estimator == "ls" else n0 / (n_pilots + n0)
     assert within(float(err.mean()), mse, mse / math.sqrt(err.numel())), (float(err.mean()), mse)
@@ -118,8 +121,8 @@ def test_estimated_csi_mse(estimator, n_pilots, coherence):
 def test_estimated_csi_rician_uses_los_prior():
     ch = make_channel("rician", k_factor=2.0, los_phase=0.3)
     link = Link(make_encoder("gaussian", SHAPE, "1/4"), ch, 0.0, csi="estimated", n_pilots=2)
-    rx = link.transmit(images(4000), generator=torch.Generator().manual_seed(6))
-    err = (rx.h_hat[:, 0] - rx.h[:, 0]).abs().pow(2).double()
+    rx, truth = link.transmit(images(4000), generator=torch.Generator().manual_seed(6), return_truth=True)
+    err = (rx.h_hat[:, 0] - truth.h[:, 0]).abs().pow(2).double()
     v, n0 = ch.scatter_var, link.n0
     mse = v * n0 / (v * 2 + n0)
     assert within(float(err.mean()), mse, mse / math.sqrt(err.numel()))

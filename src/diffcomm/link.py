@@ -363,26 +363,27 @@ class LinkOperator:
     def _coef(self) -> torch.Tensor:
         return self.coefficients.expand(self.batch, self.link.k)
 
-    def matrix(self) -> torch.Tensor:
-        """Real matrix per image ``(B, 2k, n)`` (float32); rows in (Re, Im) pairs per symbol.
+    def matrix(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Real matrix per image ``(B, 2k, n)`` (float32 by default); rows in (Re, Im) pairs per symbol.
 
         For symbol j with ``c = ĥ_j g``: ``[Re; Im] = [[Re c, −Im c], [Im c, Re c]] · [E_2j; E_2j+1]``.
+        Built once in float64 (the precision of :meth:`svd`) and cast.
         """
         self.link._need_linear("matrix")
         if self._matrix is None:
             link = self.link
-            c = self._coef()
-            e = link.encoder.matrix.to(c.device).reshape(link.k, 2, link.n)
+            c = self._coef().to(torch.complex128)
+            e = link.encoder.matrix.to(device=c.device, dtype=F64).reshape(link.k, 2, link.n)
             er, ei = e[:, 0], e[:, 1]
             cr, ci = c.real[..., None], c.imag[..., None]
             re = cr * er - ci * ei
             im = ci * er + cr * ei
             self._matrix = torch.stack([re, im], dim=2).reshape(self.batch, 2 * link.k, link.n)
-        return self._matrix
+        return self._matrix.to(dtype)
 
     def adjoint(self, v: torch.Tensor) -> torch.Tensor:
         """``Mᵀ v`` for real ``v`` ``(B, 2k)`` -> float64 ``(B, n)``."""
-        return bmv(self.matrix().to(F64).transpose(-1, -2), v.to(F64))
+        return bmv(self.matrix(F64).transpose(-1, -2), v.to(F64))
 
     def svd(self) -> SVD:
         """Truncated float64 SVD of :meth:`matrix` (cached; shared-factor fast path, see the class docstring)."""
@@ -402,7 +403,7 @@ class LinkOperator:
                 keep = enc.keep[None].expand(self.batch, r) & (scale > 0)
                 self._svd = SVD(u, s, enc.vh[None].expand(self.batch, r, enc.vh.shape[-1]), keep)
             else:
-                self._svd = truncated_svd(self.matrix().to(F64))
+                self._svd = truncated_svd(self.matrix(F64))
         return self._svd
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
@@ -427,7 +428,7 @@ class LinkOperator:
         ``x = (x_m − offset)/scale`` gives ``complex_to_real(y) = (M/scale) x_m − (offset/scale) M·1 + n``, so
         ``A_m = M/scale``, ``y_m = complex_to_real(y) + (offset/scale) M·1`` and ``noise_var = N0/2``.
         """
-        m = self.matrix().to(F64)
+        m = self.matrix(F64)
         f = self.svd()
         y = complex_to_real(self.rx.y).to(F64) + (offset / scale) * m.sum(-1)
         svd = SVD(f.u, f.s / scale, f.vh, f.keep)

@@ -23,7 +23,6 @@ from diffcomm.diffusion.schedules import (
     karras_sigmas,
     linear_alpha_bars,
     sigma_index_for,
-    sigmas_from,
     ve_sigmas,
     vp_discrete_sigmas,
 )
@@ -129,7 +128,7 @@ def test_start_at_channel_matched_level():
     full = karras(40)
     i = sigma_index_for(full, 1.3)
     assert full[i] <= 1.3 < full[i - 1]
-    sigmas = sigmas_from(float(full[i]), 30, dtype=F64)
+    sigmas = karras_sigmas(30, 0.002, float(full[i]), dtype=F64)
     x, g = _start(GAUSS, N_MC, float(sigmas[0]), seed=3)
     assert_moments(S.sample_heun(GAUSS, x, sigmas, generator=g), GAUSS.mean, GAUSS.cov)
 
@@ -453,3 +452,68 @@ def test_churn_levels_via_callback():
                 gamma = float(c["sigma_hat"] / c["sigma"]) - 1
                 expected = min(s_churn / 10, math.sqrt(2) - 1) if 0.05 <= float(c["sigma"]) <= 1.0 else 0.0
                 assert gamma == pytest.approx(expected, abs=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# One schedule per batch row
+# --------------------------------------------------------------------------------------------
+
+PER_ROW = {
+    "euler": (S.sample_euler, {}), "heun": (S.sample_heun, {}), "ddim_eta0": (S.sample_ddim, {"eta": 0.0}),
+    "dpmpp_2m": (S.sample_dpmpp_2m, {}), "renoise_zeta0": (S.sample_renoise, {"zeta": 0.0}),
+}
+
+
+def _row_grids(final_zero: bool) -> torch.Tensor:
+    """Four different Karras grids of 7 levels (starts 80, 3, 0.4, 0.05; ends 0.002 .. 0.02), as (4, 8) or (4, 7)."""
+    rows = [karras_sigmas(7, lo, hi, dtype=F64) for lo, hi in [(0.002, 80.0), (0.01, 3.0), (0.02, 0.4), (0.005, 0.05)]]
+    grid = torch.stack(rows)
+    return grid if final_zero else grid[:, :-1]
+
+
+@pytest.mark.parametrize("final_zero", [True, False])
+@pytest.mark.parametrize("name", list(PER_ROW))
+def test_per_row_sigmas_equal_each_row_run_alone(name, final_zero):
+    """A (B, n + 1) schedule gives, row by row, the result of running that row alone with its 1-D schedule
+    (closed-form Gaussian denoiser, float64: equal to round-off), and the denoiser sees each row's own σ."""
+    fn, kw = PER_ROW[name]
+    grid = _row_grids(final_zero)
+    x = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=F64) * grid[:, :1]
+    spy = Spy()
+    batch = fn(spy, x, grid, **kw)
+    first_sigma, _ = spy.calls[0]
+    torch.testing.assert_close(first_sigma, grid[:, 0], rtol=0, atol=0)
+    for b in range(4):
+        alone = fn(GAUSS, x[b:b + 1], grid[b], **kw)
+        torch.testing.assert_close(batch[b:b + 1], alone, rtol=1e-12, atol=1e-12)
+    if name == "heun":   # Heun's extra evaluations are per row too: NFE = 2n − 1 with a final 0, 2n without
+        n = grid.shape[1] - 1
+        assert len(spy.calls) == (2 * n - 1 if final_zero else 2 * n)
+
+
+@pytest.mark.parametrize("bad", [
+    torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.5, 0.0], [1.0, 0.5, 0.0]]),     # 3 rows for a batch of 2
+    torch.tensor([[1.0], [2.0]]),                                             # no step
+    torch.tensor([[1.0, 0.5, 0.0], [1.0, 1.0, 0.0]]),                         # a repeated level
+    torch.tensor([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0]]),                         # increasing
+    torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.0, 0.0]]),                         # a zero before the last column
+    torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.5, 0.1]]),                         # final zero in some rows only
+    torch.tensor([[1.0, 0.5, 0.0], [1.0, -0.5, -1.0]]),                       # negative
+    torch.tensor([[1.0, 0.5, 0.0], [float("nan"), 0.5, 0.0]]),                # NaN
+    torch.tensor([[1.0, 0.5, 0.0], [float("inf"), 0.5, 0.0]]),                # inf
+])
+@pytest.mark.parametrize("name", ["euler", "heun", "ddim", "dpmpp_2m", "ddpm_ancestral", "renoise"])
+def test_malformed_per_row_sigmas_raise(name, bad):
+    fn = S.sample_renoise if name == "renoise" else ALL[name][0]
+    with pytest.raises(DiffcommError) as err:
+        fn(GAUSS, torch.zeros(2, 4), bad)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["pc", "annealed_langevin", "ode"])
+def test_per_row_sigmas_are_refused_where_not_supported(name):
+    fn, kw = ALL[name]
+    with pytest.raises(DiffcommError, match="1-D"):
+        fn(GAUSS, torch.zeros(2, 4), _row_grids(True)[:2].float(), **kw)
+    with pytest.raises(DiffcommError, match="1-D"):   # churn draws one γ per step, so it needs one schedule
+        S.sample_euler(GAUSS, torch.zeros(2, 4), _row_grids(True)[:2].float(), s_churn=1.0)

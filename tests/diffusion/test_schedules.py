@@ -53,6 +53,68 @@ def test_sigma_grid_starts_at_level_and_never_repeats():
     assert float(s[0]) == pytest.approx(2.5) and len(s) == 11 and (s[1:] < s[:-1]).all()
     assert sch.sigma_grid(10, 0.01, 0.001, dtype=F64).tolist() == [0.001, 0.0]
 
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("steps,smin,smax", [(1, 0.002, 80.0), (10, 0.002, 80.0), (30, 0.002, 0.05),
+                                             (10, 0.002, 0.0021), (50, 0.002, 0.003), (7, 0.5, 0.6)])
+def test_sigma_grid_never_repeats_levels(steps, smin, smax, dtype):
+    """sigma_max > sigma_min: ``steps`` strictly decreasing positive levels from sigma_max to sigma_min, then 0."""
+    s = sch.sigma_grid(steps, smin, smax, dtype=dtype)
+    assert s.dtype == dtype and s.shape == (steps + 1,) and float(s[-1]) == 0.0
+    assert (s[1:] < s[:-1]).all() and (s[:-1] > 0).all()
+    assert float(s[0]) == pytest.approx(smax, rel=1e-6)
+    assert float(s[-2]) == pytest.approx(smin if steps > 1 else smax, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("smax", [0.002, 0.001, 1e-6])
+def test_sigma_grid_start_at_or_below_sigma_min_is_one_level(smax, dtype):
+    """sigma_max <= sigma_min: the single level [sigma_max, 0] (one NFE), whatever ``steps``."""
+    for steps in (1, 10, 100):
+        s = sch.sigma_grid(steps, 0.002, smax, dtype=dtype)
+        assert s.dtype == dtype and s.shape == (2,)
+        assert s.tolist() == [float(torch.tensor(smax, dtype=dtype)), 0.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_sigma_grid_barely_above_sigma_min_never_repeats_after_the_cast(dtype):
+    """A start within float round-off of sigma_min (e.g. a channel-matched σ* = σ_min(1 + 1e-8)) must not give
+    repeated levels once cast to ``dtype`` (the samplers refuse such a grid)."""
+    for rel in (1e-12, 1e-8, 1e-6):
+        s = sch.sigma_grid(10, 0.002, 0.002 * (1 + rel), dtype=dtype)
+        assert (s[1:] < s[:-1]).all(), (rel, s.tolist())
+        rows = sch.sigma_grid(10, 0.002, torch.tensor([1.0, 0.002 * (1 + rel)], dtype=F64), dtype=dtype)
+        assert (rows[:, 1:] < rows[:, :-1]).all(), (rel, rows[1].tolist())
+
+
+def test_sigma_grid_per_row():
+    """Tensor sigma_max (B,): one grid per row, (B, steps + 1). A row whose start is at least 2 sigma_min is the
+    scalar grid of that start; otherwise the row ends at start/2 (CDDM's min(σ_min, σ_eff/2)), so every row keeps
+    ``steps`` strictly decreasing levels."""
+    top = torch.tensor([80.0, 0.5, 0.004, 0.003, 0.002, 0.001], dtype=F64)
+    g = sch.sigma_grid(6, 0.002, top, dtype=F64)
+    assert g.shape == (6, 7) and g.dtype == F64
+    assert (g[:, 1:] < g[:, :-1]).all() and (g[:, -1] == 0).all() and (g[:, :-1] > 0).all()
+    torch.testing.assert_close(g[:, 0], top, rtol=1e-12, atol=0)
+    for b in range(3):
+        torch.testing.assert_close(g[b], sch.sigma_grid(6, 0.002, float(top[b]), dtype=F64), rtol=1e-12, atol=0)
+    for b in range(3, 6):
+        torch.testing.assert_close(g[b], sch.karras_sigmas(6, float(top[b]) / 2, float(top[b]), dtype=F64),
+                                   rtol=1e-12, atol=0)
+    assert sch.sigma_grid(6, 0.002, top.float()).dtype == torch.float32
+    gmin = sch.sigma_grid(4, torch.tensor([0.01, 0.02]), torch.tensor([1.0, 2.0]), dtype=F64)   # per-row ends too
+    torch.testing.assert_close(gmin[:, -2], torch.tensor([0.01, 0.02], dtype=F64), rtol=1e-6, atol=0)
+    for bad in (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, -1.0]), torch.tensor([float("inf")])):
+        with pytest.raises(DiffcommError):
+            sch.sigma_grid(4, 0.002, bad)
+
+
+def test_sigma_grid_rejects_bad_arguments():
+    for args in [(0, 0.002, 1.0), (2.5, 0.002, 1.0), (4, 0.002, float("nan")), (4, 0.002, float("inf")),
+                 (4, 0.002, 0.0), (4, 0.0, 1.0), (4, -0.1, 1.0)]:
+        with pytest.raises(DiffcommError):
+            sch.sigma_grid(*args)
+
 def test_ve_sigmas_geometric():
     s = sch.ve_sigmas(10, 0.01, 50.0, dtype=F64)
     ratios = s[1:-1] / s[:-2]

@@ -65,7 +65,7 @@ def test_csi_none_skips_non_blind_receivers_with_note():
     ({"receivers": "nosuch"}, "unknown receiver 'nosuch'"),
     ({"encoders": "jpeg2"}, "unknown encoder 'jpeg2'"),
     ({"receivers": "pinv@nosuch"}, "unknown encoder 'nosuch'"),
-    ({"receivers": "pinv@deepjscc"}, "needs a linear encoder"),
+    ({"receivers": "pinv@deepjscc"}, "receiver pinv needs a linear link .*, got a jscc link"),
     ({"channel": "awgn,fiber"}, "unknown channel 'fiber'"),
     ({"csi": "guess"}, "unknown CSI mode 'guess'"),
     ({"snr": "1,two"}, "cannot parse 'two'"),

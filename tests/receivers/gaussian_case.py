@@ -80,7 +80,7 @@ class Case:
 
 def replicate(rx: Received, batch: int) -> Received:
     """The received frame of image 0 repeated ``batch`` times (for sampling its posterior)."""
-    return Received(y=rx.y[:1].expand(batch, -1).clone(), h=rx.h[:1].expand(batch, -1).clone(),
+    return Received(y=rx.y[:1].expand(batch, -1).clone(),
                     h_hat=rx.h_hat[:1].expand(batch, -1).clone(), n0=rx.n0,
                     gain=rx.gain[:1].expand(batch).clone(), pilots_used=rx.pilots_used)
 
@@ -201,7 +201,7 @@ def pigdm_moments(case: Case, sigmas: torch.Tensor, eta: float, sigma_data: floa
 
 
 def ddnm_moments(case: Case, sigmas: torch.Tensor):
-    """DDNM+ eq. (13)-(17) with the DDPM step in σ form (λ_i, γ_i as in the paper)."""
+    """DDNM+ eq. (13)-(17) with the DDPM step in σ form (λ_i, γ_i as in the paper): the ``ddpm`` sampler (default)."""
     mu, cov, a, y, var = model_space(case)
     u, sv, vh = torch.linalg.svd(a, full_matrices=False)
     cy = (u.T @ y) / sv
@@ -221,6 +221,31 @@ def ddnm_moments(case: Case, sigmas: torch.Tensor):
         c = (1 - r) * (proj @ (eye - k) @ mu + vh.T @ (lam * cy))
         q = up ** 2 * (eye - vh.T @ vh) + vh.T @ torch.diag(gam) @ vh
         return lin, c, q
+    return propagate(sigmas, step)
+
+
+def ddnm_agnostic_moments(case: Case, sigmas: torch.Tensor):
+    """DDNM+'s sampler-agnostic conditional denoiser (any sampler but ``ddpm``) run by DDIM(η = 1), in σ form.
+
+    D_y = x̂0 − Vᵀ diag(λ_i) V A⁺(A x̂0 − y) = (I − VᵀΛV) x̂0 + VᵀΛ c_y with c_y = S⁻¹Uᵀy (A⁺y in the basis
+    v_i) and λ_i = min(1, σ s_i / σ_y); then DDIM(η = 1), i.e. the DDPM posterior step without eq. 17's
+    noise reshaping: x' = D_y + (σ'²/σ²)(x − D_y) + c z, c² = σ'²(σ² − σ'²)/σ² (no noise on the step to 0).
+    """
+    mu, cov, a, y, var = model_space(case)
+    u, sv, vh = torch.linalg.svd(a, full_matrices=False)
+    cy = (u.T @ y) / sv
+    eye = torch.eye(N, dtype=F64)
+    sig_y = math.sqrt(var)
+
+    def step(i, s, s_next):
+        k = tweedie(mu, cov, s)
+        lam = (s * sv / sig_y).clamp(max=1.0)
+        proj = eye - vh.T @ torch.diag(lam) @ vh                 # D_y = proj x̂0 + Vᵀ Λ c_y
+        r = (s_next / s) ** 2
+        lin = (1 - r) * proj @ k + r * eye
+        c = (1 - r) * (proj @ (eye - k) @ mu + vh.T @ (lam * cy))
+        up2 = s_next ** 2 * (s * s - s_next ** 2) / (s * s)
+        return lin, c, up2 * eye
     return propagate(sigmas, step)
 
 
@@ -251,6 +276,19 @@ def moment_statistics(x_hat: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor
     lam, u = torch.linalg.eigh(cov)
     s = torch.cov(v.T)
     return chi2, torch.einsum("ij,ik,kj->j", u, s, u) / lam
+
+
+def receiver_matrix_f64(link, rx):
+    """The receiver-side real matrix M = [[Re c, −Im c], [Im c, Re c]] E per symbol, c = ĥ g, built in float64.
+
+    Independent of the link operator (which factorises M through the encoder's SVD when |c| is the same for
+    every symbol): float64 products of the exact float32 inputs, so a reference to ~1e-15, not to float32's 1e-7.
+    """
+    c = (rx.h_hat * rx.gain[:, None]).to(torch.complex128)                   # (B, k)
+    e = link.encoder.matrix.double().reshape(link.k, 2, link.n)
+    er, ei = e[:, 0], e[:, 1]
+    cr, ci = c.real[..., None], c.imag[..., None]
+    return torch.stack([cr * er - ci * ei, ci * er + cr * ei], dim=2).reshape(rx.batch, 2 * link.k, link.n)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from diffcomm.errors import DiffcommError
 from diffcomm.link import make_link
 from diffcomm.receivers.cddm import cddm_receiver, cddm_start_sigma
 
-from .gaussian_case import SHAPE, GaussianPrior, bad_inputs, prior_moments, small_setup
+from .gaussian_case import SHAPE, GaussianPrior, bad_inputs, prior_moments, receiver_matrix_f64, small_setup
 
 torch.set_num_threads(1)
 
@@ -26,7 +26,9 @@ def _link_rx(encoder, cbr, channel, csi, snr_db=10.0, batch=4):
 def test_start_sigma_is_the_effective_noise_of_the_pinv_closed_form(encoder, cbr, channel, csi):
     """σ_eff² = (N0/2)·4·tr(A⁺A⁺ᵀ)/n with A⁺ from torch.linalg.pinv of the receiver-side matrix (ĥ, g)."""
     link, rx = _link_rx(encoder, cbr, channel, csi)
-    pinv = torch.linalg.pinv(link.matrix(rx).double())
+    m = receiver_matrix_f64(link, rx)
+    torch.testing.assert_close(m.float(), link.matrix(rx), rtol=1e-6, atol=1e-7)   # the same matrix as the link's
+    pinv = torch.linalg.pinv(m)
     want = (rx.n0 / 2 * 4 * pinv.pow(2).sum((1, 2)) / link.n).sqrt()
     torch.testing.assert_close(cddm_start_sigma(link, rx), want, rtol=1e-9, atol=0)
 
@@ -43,7 +45,7 @@ def test_start_sigma_matches_monte_carlo_of_the_pinv_noise(encoder, cbr, channel
     noise = noise * (rx.n0 / 2) ** 0.5
     from diffcomm.link import Received
 
-    big = Received(y=noise.reshape(-1, link.k), h=rx.h.repeat(reps, 1), h_hat=rx.h_hat.repeat(reps, 1), n0=rx.n0,
+    big = Received(y=noise.reshape(-1, link.k), h_hat=rx.h_hat.repeat(reps, 1), n0=rx.n0,
                    gain=rx.gain.repeat(reps), pilots_used=rx.pilots_used)
     x = link.pinv(big.y, big).double().reshape(reps, b, -1) * 2
     q = x.pow(2).mean(-1)                                     # (reps, B): per-draw mean pixel power
@@ -114,7 +116,10 @@ def test_bad_received_signal_raises_one_line(label, link, rx):
                  lambda: cddm_start_sigma(link, rx)):
         with pytest.raises(DiffcommError) as err:
             call()
-        assert "\n" not in str(err.value) and str(err.value).startswith("cddm")
+        assert "\n" not in str(err.value) and str(err.value).startswith(("cddm", "receiver cddm "))
+    if label == "nonlinear link":      # the registry's link check (ReceiverSpec.check_link) on the receiver call
+        with pytest.raises(DiffcommError, match="^receiver cddm needs a linear link"):
+            cddm_receiver(link, rx, GaussianPrior(*prior_moments()), steps=2)
 
 
 @pytest.mark.parametrize("options", [{"steps": 0}, {"sampler": "rk4"}, {"null_noise": 1}, {"prior": 3}])

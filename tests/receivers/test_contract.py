@@ -162,7 +162,7 @@ def test_no_receiver_name_is_special_cased_outside_its_module_and_the_registry()
         for name, module in own.items():
             if path.resolve() in registry or path.resolve() == module:
                 continue
-            # a receiver name compared or dispatched on: == "name", in ("name", ...), RECEIVERS["name"], get_spec("name")
+            # a receiver name compared or dispatched on: == "name", in ("name", ...), get_spec("name")
             pattern = (rf"(==|!=)\s*['\"]{re.escape(name)}['\"]|in\s*[\(\[\{{][^)\]}}]*['\"]{re.escape(name)}['\"]"
                        rf"|(RECEIVERS|get_spec|get_receiver)\(?\[?\s*['\"]{re.escape(name)}['\"]")
             for match in re.finditer(pattern, text):

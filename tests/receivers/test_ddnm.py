@@ -5,11 +5,68 @@ import torch
 
 from diffcomm.channels import complex_to_real
 from diffcomm.errors import DiffcommError
-from diffcomm.receivers.ddnm import ddnm_receiver
+from diffcomm.receivers.base import model_space
+from diffcomm.receivers.ddnm import ddnm_denoiser, ddnm_receiver
 
-from .gaussian_case import GaussianPrior, bad_inputs, prior_moments, small_setup
+from .gaussian_case import GaussianPrior, bad_inputs, prior_moments, receiver_matrix_f64, small_setup
 
 torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("snr_db", [10.0, 40.0])
+def test_denoiser_is_the_noise_aware_range_null_step(snr_db):
+    """D_y = x̂0 − Σ_i λ_i v_i v_iᵀ A⁺(A x̂0 − y), λ_i = min(1, σ s_i/σ_y) (the sampler-agnostic term), per row σ.
+
+    Checked against an independent float64 SVD of A = M/2: the null-space part of D_y is the prior's x̂0, along
+    v_i the output is (1 − λ_i) v_iᵀx̂0 + λ_i v_iᵀA⁺y, and at σ = 10 (all λ_i = 1) A D_y = y exactly.
+    """
+    link, rx, prior, _ = small_setup(batch=3, channel="rayleigh", snr_db=snr_db)
+    system = model_space(link, rx, prior)
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.1, 10.0], dtype=torch.float64)
+    got = ddnm_denoiser(prior, system)(x, sigma).flatten(1)
+    x0 = prior(x, sigma).flatten(1)
+    a = receiver_matrix_f64(link, rx) / 2
+    _, s, vh = torch.linalg.svd(a, full_matrices=True)
+    m = a.shape[1]
+    v_range, v_null = vh[:, :m], vh[:, m:]
+    coef_y = (v_range @ torch.linalg.pinv(a) @ system.y[..., None]).squeeze(-1)
+    lam = (sigma[:, None] * s / (rx.n0 / 2) ** 0.5).clamp(max=1.0)
+    want_range = (1 - lam) * (v_range @ x0[..., None]).squeeze(-1) + lam * coef_y
+    torch.testing.assert_close((v_range @ got[..., None]).squeeze(-1), want_range, rtol=0, atol=1e-9)
+    torch.testing.assert_close((v_null @ got[..., None]).squeeze(-1), (v_null @ x0[..., None]).squeeze(-1),
+                               rtol=0, atol=1e-9)
+    assert bool((lam[2] == 1).all())
+    torch.testing.assert_close((a[2] @ got[2]), system.y[2], rtol=0, atol=1e-9)
+    assert bool((lam[0] < 1).any())                          # the budget binds at low σ
+
+
+def test_native_denoiser_uses_eq17_budget_of_the_ddpm_step():
+    """With the DDPM grid (the default sampler) λ_i is eq. 17's: 1 where the step's share of the measurement noise
+    a σ_y/s_i fits σ_up = σ' sqrt(σ² − σ'²)/σ, else σ_up s_i/(a σ_y), with a = 1 − σ'²/σ² (float64 SVD reference)."""
+    from diffcomm.diffusion.schedules import sigma_grid
+
+    link, rx, prior, _ = small_setup(batch=3, channel="rayleigh", snr_db=10.0)
+    system = model_space(link, rx, prior)
+    grid = sigma_grid(8, prior.sigma_min, prior.sigma_max)
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    a = receiver_matrix_f64(link, rx) / 2
+    _, s, vh = torch.linalg.svd(a, full_matrices=True)
+    v_range = vh[:, : a.shape[1]]
+    coef_y = (v_range @ torch.linalg.pinv(a) @ system.y[..., None]).squeeze(-1)
+    sigma_y = (rx.n0 / 2) ** 0.5
+    binding = 0
+    for i in range(len(grid) - 2):
+        sig, nxt = float(grid[i]), float(grid[i + 1])
+        got = ddnm_denoiser(prior, system, sigmas=grid)(x, torch.full((3,), sig, dtype=torch.float64)).flatten(1)
+        x0 = prior(x, sig).flatten(1)
+        up, w = nxt * (sig ** 2 - nxt ** 2) ** 0.5 / sig, 1 - (nxt / sig) ** 2
+        share = w * sigma_y / s
+        lam = torch.where(share <= up, torch.ones_like(s), up / share)
+        binding += int((lam < 1).sum())
+        want = (1 - lam) * (v_range @ x0[..., None]).squeeze(-1) + lam * coef_y
+        torch.testing.assert_close((v_range @ got[..., None]).squeeze(-1), want, rtol=0, atol=1e-9)
+    assert binding > 0
 
 
 def test_nearly_noiseless_output_is_consistent_with_y():
@@ -45,7 +102,7 @@ def test_consistent_to_the_noise_level_and_better_than_pinv(snr_db):
     resid = bmv_real(link.matrix(rx).double(), res.x_hat.flatten(1).double()) - complex_to_real(rx.y).double()
     assert float(resid.pow(2).mean().sqrt()) < 1.2 * (rx.n0 / 2) ** 0.5
     rmse = float((res.x_hat - x).pow(2).mean().sqrt())
-    assert rmse < 0.6 * float((pinv_receiver(link, rx) - x).pow(2).mean().sqrt())
+    assert rmse < 0.6 * float((pinv_receiver(link, rx).x_hat - x).pow(2).mean().sqrt())
 
 
 def test_output_contract_and_reproducibility():
@@ -64,7 +121,8 @@ def test_output_contract_and_reproducibility():
 def test_bad_received_signal_raises_one_line(label, link, rx):
     with pytest.raises(DiffcommError) as err:
         ddnm_receiver(link, rx, GaussianPrior(*prior_moments()), steps=2)
-    assert "\n" not in str(err.value) and str(err.value).startswith("ddnm")
+    want = "receiver ddnm needs a linear link" if label == "nonlinear link" else "ddnm"
+    assert "\n" not in str(err.value) and str(err.value).startswith(want)
 
 
 @pytest.mark.parametrize("options", [{"steps": 0}, {"steps": True}, {"sigma_max": -1.0}, {"prior": "fmnist"}])

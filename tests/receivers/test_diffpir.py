@@ -1,29 +1,48 @@
-"""DiffPIR receiver: the exact data-proximal step, the output contract, bad inputs."""
+"""DiffPIR receiver: the exact data-proximal step (ModelSpaceSystem.prox), the output contract, bad inputs."""
 
 import pytest
 import torch
 
 from diffcomm.errors import DiffcommError
-from diffcomm.receivers.diffpir import data_proximal, diffpir_receiver
-from diffcomm.receivers.pigdm import model_space_system
+from diffcomm.receivers.base import model_space
+from diffcomm.receivers.diffpir import diffpir_denoiser, diffpir_receiver
 
-from .gaussian_case import GaussianPrior, N, bad_inputs, prior_moments, small_setup
+from .gaussian_case import GaussianPrior, N, bad_inputs, prior_moments, receiver_matrix_f64, small_setup
 
 torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize("rho", [1e-4, 0.05, 10.0])
 def test_data_proximal_is_the_exact_minimiser(rho):
-    """The m×m push-through form equals the n×n normal equations (AᵀA + ρI) x = Aᵀy + ρ x0."""
-    link, rx, _, _ = small_setup(batch=3, channel="rayleigh")
-    system = model_space_system(link, rx)
+    """The m×m push-through form equals the n×n normal equations (AᵀA + ρI) x = Aᵀy + ρ x0.
+
+    A = ``system.a``, the model-space link matrix M/2 (equal to M/2 built independently in float64 up to
+    float32 round-off of the link's matrix).
+    """
+    link, rx, prior, _ = small_setup(batch=3, channel="rayleigh")
+    system = model_space(link, rx, prior)
     x0 = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    got = data_proximal(system, x0, rho)
+    got = system.prox(x0, rho)
     a = system.a
+    torch.testing.assert_close(a, receiver_matrix_f64(link, rx) / 2, rtol=1e-6, atol=1e-7)
     lhs = a.transpose(-1, -2) @ a + rho * torch.eye(N, dtype=torch.float64)
     rhs = (a.transpose(-1, -2) @ system.y[..., None]).squeeze(-1) + rho * x0.flatten(1)
     want = torch.linalg.solve(lhs, rhs)
     torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-8)
+
+
+def test_denoiser_is_the_proximal_step_of_the_prior_estimate():
+    """DiffPIR's conditional denoiser is prox(D(x; σ)) with ρ = λ σ_y² / σ² (eq. 11-13), per row of σ."""
+    link, rx, prior, _ = small_setup(batch=3, channel="rayleigh")
+    system = model_space(link, rx, prior)
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sigma = torch.tensor([0.05, 0.5, 5.0], dtype=torch.float64)
+    lam = 2.0
+    got = diffpir_denoiser(prior, system, lam)(x, sigma)
+    for i in range(3):
+        rho = lam * system.noise_var / float(sigma[i]) ** 2
+        want = system.prox(prior(x, sigma)[i:i + 1].expand(3, -1, -1, -1), rho)[i]
+        torch.testing.assert_close(got[i].flatten(), want, rtol=1e-12, atol=1e-12)
 
 
 def test_zeta_sets_the_fresh_noise():
@@ -51,7 +70,8 @@ def test_output_contract_and_reproducibility():
 def test_bad_received_signal_raises_one_line(label, link, rx):
     with pytest.raises(DiffcommError) as err:
         diffpir_receiver(link, rx, GaussianPrior(*prior_moments()), steps=2)
-    assert "\n" not in str(err.value) and str(err.value).startswith("diffpir")
+    want = "receiver diffpir needs a linear link" if label == "nonlinear link" else "diffpir"
+    assert "\n" not in str(err.value) and str(err.value).startswith(want)
 
 
 @pytest.mark.parametrize("options", [{"steps": -1}, {"lam": 0.0}, {"lam": float("inf")}, {"zeta": 1.5},

@@ -9,7 +9,15 @@ import torch.nn.functional as F
 from diffcomm.channels import complex_to_real, make_channel
 from diffcomm.errors import DiffcommError
 from diffcomm.link import Link, make_link
-from diffcomm.receivers.linear import fit_gaussian_prior, gaussian_posterior, lmmse_receiver, pinv_receiver
+from diffcomm.receivers.linear import (
+    GaussianPrior,
+    fit_gaussian_prior,
+    gaussian_posterior,
+    lmmse_estimate,
+    lmmse_receiver,
+    pinv_estimate,
+    pinv_receiver,
+)
 from diffcomm.transmit import make_encoder
 
 
@@ -89,7 +97,9 @@ def test_pinv_gaussian_recovers_row_space_projection(channel):
     mean, std = expected_noise_energy(link, rx)
     assert within_batch(err, mean, std)
     # the clamped receiver is at least as close to the clamped projection
-    clamped_err = (pinv_receiver(link, rx).double() - proj.clamp(0, 1)).pow(2).flatten(1).sum(1)
+    res = pinv_receiver(link, rx)
+    assert torch.equal(res.x_hat, pinv_estimate(link, rx)) and res.nfe == 0
+    clamped_err = (res.x_hat.double() - proj.clamp(0, 1)).pow(2).flatten(1).sum(1)
     assert (clamped_err <= err + 1e-6).all()
 
 
@@ -138,15 +148,18 @@ def test_pinv_with_explicit_h_for_blind_link():
     shape = (1, 8, 8)
     link = make_link("gaussian", shape, "1/4", channel="rayleigh", csi="none", snr_db=30.0)
     x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(8))
-    rx = link.transmit(x, generator=torch.Generator().manual_seed(9))
-    with pytest.raises(DiffcommError):
+    rx, truth = link.transmit(x, generator=torch.Generator().manual_seed(9), return_truth=True)
+    with pytest.raises(DiffcommError, match="needs CSI"):
         pinv_receiver(link, rx)
+    with pytest.raises(DiffcommError, match="h="):
+        pinv_estimate(link, rx)
     e, ep = link.encoder.matrix.double(), link.encoder.pinv_matrix
     proj = (x.flatten(1).double() @ (ep @ e).T).reshape(x.shape)
-    assert torch.allclose(link.pinv(link.forward(x, rx, h=rx.h), rx, h=rx.h).double(), proj, atol=1e-4)
-    wrong_h = torch.ones_like(rx.h)       # a wrong channel guess gives a different (wrong) answer
+    h = truth.h
+    assert torch.allclose(link.pinv(link.forward(x, rx, h=h), rx, h=h).double(), proj, atol=1e-4)
+    wrong_h = torch.ones_like(h)          # a wrong channel guess gives a different (wrong) answer
     assert not torch.allclose(link.pinv(rx.y, rx, h=wrong_h).double(), proj, atol=1e-2)
-    assert pinv_receiver(link, rx, h=rx.h).shape == x.shape
+    assert pinv_estimate(link, rx, h=h).shape == x.shape
 
 
 def smooth_images(n: int, seed: int) -> torch.Tensor:
@@ -161,12 +174,15 @@ def test_lmmse_receiver_is_the_gaussian_posterior_and_beats_pinv():
     train, test = smooth_images(4000, 0), smooth_images(200, 1)
     rx = link.transmit(test, generator=torch.Generator().manual_seed(2))
     mean, cov = fit_gaussian_prior(train)
-    x_hat = lmmse_receiver(link, rx, mean, cov)
-    assert torch.equal(x_hat, lmmse_receiver(link, rx, data=train))
+    x_hat = lmmse_estimate(link, rx, mean, cov)
+    assert torch.equal(x_hat, lmmse_estimate(link, rx, data=train))
+    # the registered receiver: a GaussianPrior, or training images it fits one to (same default shrinkage)
+    assert torch.equal(lmmse_receiver(link, rx, GaussianPrior(mean, cov)).x_hat, x_hat)
+    assert torch.equal(lmmse_receiver(link, rx, train).x_hat, x_hat)
     pm, _ = gaussian_posterior(link.matrix(rx).double(), complex_to_real(rx.y).double(), rx.n0 / 2, mean, cov)
     assert torch.allclose(x_hat, pm.float().reshape(test.shape).clamp(0, 1), atol=1e-5)
     mse_lmmse = float((x_hat - test).pow(2).mean())
-    mse_pinv = float((pinv_receiver(link, rx) - test).pow(2).mean())
+    mse_pinv = float((pinv_receiver(link, rx).x_hat - test).pow(2).mean())
     assert mse_lmmse < 0.5 * mse_pinv, (mse_lmmse, mse_pinv)
 
 
@@ -181,12 +197,20 @@ def test_lmmse_receiver_rejects():
     link = make_link("gaussian", (1, 8, 8), "1/8")
     rx = link.transmit(torch.rand(2, 1, 8, 8))
     with pytest.raises(DiffcommError, match="data="):
-        lmmse_receiver(link, rx)
+        lmmse_estimate(link, rx)
+    with pytest.raises(DiffcommError, match="prior must be a GaussianPrior"):
+        lmmse_receiver(link, rx, None)
     with pytest.raises(DiffcommError):
-        lmmse_receiver(link, rx, torch.zeros(10), 1.0)
+        lmmse_estimate(link, rx, torch.zeros(10), 1.0)
+    with pytest.raises(DiffcommError):
+        lmmse_receiver(link, rx, GaussianPrior(torch.zeros(10), 1.0))
+    with pytest.raises(DiffcommError, match="option shrinkage must be"):
+        lmmse_receiver(link, rx, torch.rand(10, 1, 8, 8), shrinkage=2.0)
     with pytest.raises(DiffcommError):
         fit_gaussian_prior(torch.rand(1, 1, 8, 8))
     nonlin = Link(make_encoder("gaussian", (1, 8, 8), "1/8"), "awgn", 10.0)
     nonlin.encoder.is_linear = False
     with pytest.raises(DiffcommError):
-        lmmse_receiver(nonlin, rx, torch.zeros(64), 1.0)
+        lmmse_estimate(nonlin, rx, torch.zeros(64), 1.0)
+    with pytest.raises(DiffcommError, match="needs a linear link"):
+        lmmse_receiver(nonlin, rx, GaussianPrior(torch.zeros(64), 1.0))

@@ -5,8 +5,9 @@ import torch
 
 from diffcomm.channels import complex_to_real
 from diffcomm.errors import DiffcommError
+from diffcomm.receivers.base import model_space as model_space_system
 from diffcomm.receivers.linear import gaussian_posterior
-from diffcomm.receivers.pigdm import model_space_system, pigdm_guidance, pigdm_receiver
+from diffcomm.receivers.pigdm import pigdm_denoiser, pigdm_receiver
 
 from .gaussian_case import GaussianPrior, N, bad_inputs, make_case, model_space, prior_moments, small_setup
 
@@ -15,8 +16,8 @@ torch.set_num_threads(1)
 
 def test_model_space_system_reproduces_the_link_exactly():
     """y_m = complex_to_real(y) − M·1/2 and A_m = M/2: A_m x_m + M·1/2 equals the link's A(x) for any x."""
-    link, rx, _, _ = small_setup(batch=3, channel="rayleigh")
-    system = model_space_system(link, rx)
+    link, rx, prior, _ = small_setup(batch=3, channel="rayleigh")
+    system = model_space_system(link, rx, prior)
     x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     via_system = system.apply(2 * x - 1) + (complex_to_real(rx.y).double() - system.y)
     via_link = complex_to_real(link.forward(x.float(), rx)).double()
@@ -38,11 +39,9 @@ def test_guidance_is_the_exact_likelihood_score_for_an_isotropic_prior(sigma):
     sigma_d = float(cov[0, 0]) ** 0.5
     x = mu + (torch.randn(3, N, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
               * (sigma_d ** 2 + sigma ** 2) ** 0.5)
-    x_req = x.reshape(3, 1, 4, 4).clone().requires_grad_(True)
-    x0 = case.prior(x_req, sigma)
-    system = model_space_system(case.link, case.rx)
-    g = pigdm_guidance(system, x0, x_req, r2=sigma ** 2 * sigma_d ** 2 / (sigma ** 2 + sigma_d ** 2))
-    d_y = (x0.detach() + sigma ** 2 * g).reshape(3, N)
+    system = model_space_system(case.link, case.rx, case.prior)
+    # D_y = x̂0 + σ² g with r² = σ²σ_d²/(σ² + σ_d²) (guidance_scale 1)
+    d_y = pigdm_denoiser(case.prior, system, sigma_d)(x.reshape(3, 1, 4, 4), torch.full((3,), sigma)).reshape(3, N)
 
     a_stack = torch.cat([torch.eye(N, dtype=torch.float64), a])
     noise = torch.cat([torch.full((N,), sigma ** 2, dtype=torch.float64), torch.full((len(y),), var)])
@@ -60,11 +59,10 @@ def test_guidance_is_only_approximate_for_a_correlated_prior():
     mu, cov, a, y, var = model_space(case)
     sigma = 0.3
     x = mu + 0.3 * torch.randn(2, N, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    x_req = x.reshape(2, 1, 4, 4).clone().requires_grad_(True)
-    x0 = case.prior(x_req, sigma)
-    system = model_space_system(case.link, case.rx)
+    x0 = case.prior(x.reshape(2, 1, 4, 4), sigma)
+    system = model_space_system(case.link, case.rx, case.prior)
     sd2 = float(torch.diagonal(cov).mean())
-    d_y = (x0.detach() + sigma ** 2 * pigdm_guidance(system, x0, x_req, r2=sigma ** 2 * sd2 / (sigma ** 2 + sd2)))
+    d_y = pigdm_denoiser(case.prior, system, sd2 ** 0.5)(x.reshape(2, 1, 4, 4), torch.full((2,), sigma))
     a_stack = torch.cat([torch.eye(N, dtype=torch.float64), a])
     noise = torch.cat([torch.full((N,), sigma ** 2, dtype=torch.float64), torch.full((len(y),), var)])
     exact, _ = gaussian_posterior(a_stack, torch.cat([x, y.expand(2, -1)], 1), noise, mu, cov)
@@ -96,7 +94,8 @@ def test_sigma_data_defaults_to_the_priors_data_scale():
 def test_bad_received_signal_raises_one_line(label, link, rx):
     with pytest.raises(DiffcommError) as err:
         pigdm_receiver(link, rx, GaussianPrior(*prior_moments()), steps=2)
-    assert "\n" not in str(err.value) and str(err.value).startswith("pigdm")
+    want = "receiver pigdm needs a linear link" if label == "nonlinear link" else "pigdm"
+    assert "\n" not in str(err.value) and str(err.value).startswith(want)
 
 
 @pytest.mark.parametrize("options", [{"steps": 0}, {"steps": 2.5}, {"eta": 1.5}, {"sigma_data": -1.0},

@@ -398,7 +398,9 @@ def sigma_grid(steps: int, sigma_min: float | torch.Tensor, sigma_max: float | t
         raise DiffcommError(f"sigma_grid: need finite sigma_max > 0 and sigma_min > 0; got {sigma_max}, {sigma_min}")
     if top <= low:
         return _append_zero(torch.tensor([top], dtype=torch.float64), dtype)
-    return karras_sigmas(steps, low, top, rho, dtype)
+    grid = karras_sigmas(steps, low, top, rho, dtype)
+    levels = torch.unique_consecutive(grid[:-1])       # levels that coincide after the cast to dtype
+    return grid if len(levels) == steps else torch.cat([levels, grid[-1:]])
 
 
 def ve_sigmas(n: int, sigma_min: float = 0.01, sigma_max: float = 50.0,

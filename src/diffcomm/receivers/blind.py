@@ -131,6 +131,7 @@ def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa
                                    extra_loss=semantic.term(prior) if semantic is not None else None)
 
         x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
+                                          receiver="blind",
                                           eta=eta)
     return ReceiverResult(x_hat, nfe=nfe, seconds=t.seconds,
                           extras={"h_hat": state["h"], "n0_hat": state["n0"], "steps": steps, "sampler": sampler})

@@ -148,6 +148,7 @@ def ddnm_receiver(link, rx, prior, *, steps: int = 100, sigma_max: float | None 
 
         extra = {"noise_fn": range_noise_budget(system, grid32)} if native else {}
         x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
+                                          receiver="ddnm",
                                           sigma_max=sigma_max, dtype=F64, eta=eta, **extra)
     return ReceiverResult(x_hat, nfe=nfe, seconds=t.seconds,
                           extras={"steps": steps, "sampler": sampler, "rank": system.svd.rank.tolist()})

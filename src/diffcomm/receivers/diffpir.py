@@ -83,6 +83,7 @@ def diffpir_receiver(link, rx, prior, *, steps: int = 100, lam: float = 1.0, zet
             return diffpir_denoiser(counted, system, lam, class_labels)
 
         x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
+                                          receiver="diffpir",
                                           sigma_max=sigma_max, dtype=torch.float64, zeta=zeta, eta=eta)
     return ReceiverResult(x_hat, nfe=nfe, seconds=t.seconds,
                           extras={"steps": steps, "lam": lam, "zeta": zeta, "sampler": sampler})

@@ -69,6 +69,7 @@ def dps_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: 
                                    extra_loss=semantic.term(prior) if semantic is not None else None)
 
         x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
+                                          receiver="dps",
                                           eta=eta, s_churn=churn)
     return ReceiverResult(x_hat, nfe=nfe, seconds=t.seconds,
                           extras={"steps": steps, "zeta": zeta, "kappa": kappa, "sampler": sampler})

@@ -149,7 +149,8 @@ def sampler_options(name: str, **candidates: Any) -> dict[str, Any]:
 def posterior_from_noise(prior: Any, make_denoiser: Callable[[CountingPrior], Callable[..., torch.Tensor]],
                          batch: int, shape: tuple[int, ...], steps: int, sampler: str,
                          generator: torch.Generator | None = None, sigma_max: float | None = None,
-                         dtype: torch.dtype = torch.float32, **sampler_candidates: Any) -> tuple[torch.Tensor, int]:
+                         dtype: torch.dtype = torch.float32, receiver: str = "receiver",
+                         **sampler_candidates: Any) -> tuple[torch.Tensor, int]:
     """The loop of every receiver that starts from pure noise: returns (pixels in [0, 1], NFE per image).
 
     A :func:`~diffcomm.diffusion.schedules.sigma_grid` of ``steps`` levels from ``sigma_max``
@@ -159,8 +160,12 @@ def posterior_from_noise(prior: Any, make_denoiser: Callable[[CountingPrior], Ca
     """
     from diffcomm.diffusion.schedules import sigma_grid
 
+    top = prior.sigma_max if sigma_max is None else sigma_max
+    if not prior.sigma_min <= top <= prior.sigma_max * 10:
+        raise DiffcommError(f"{receiver}: sigma_max must lie between the prior's sigma_min ({prior.sigma_min:g}) "
+                            f"and about its sigma_max ({prior.sigma_max:g}); got {sigma_max!r}")
     counted = CountingPrior(prior)
-    sigmas = sigma_grid(steps, prior.sigma_min, prior.sigma_max if sigma_max is None else sigma_max, dtype=dtype)
+    sigmas = sigma_grid(steps, prior.sigma_min, top, dtype=dtype)
     x = torch.randn((batch, *shape), generator=generator) * float(sigmas[0])
     x = run_sampler(sampler, make_denoiser(counted), x, sigmas, generator,
                     **sampler_options(sampler, **sampler_candidates))

@@ -101,6 +101,7 @@ def pigdm_receiver(link, rx, prior, *, steps: int = 50, eta: float = 1.0, sigma_
             return pigdm_denoiser(counted, system, sigma_data, guidance_scale, class_labels)
 
         x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
+                                          receiver="pigdm",
                                           sigma_max=sigma_max, dtype=torch.float64, eta=eta)
     return ReceiverResult(x_hat, nfe=nfe, seconds=t.seconds,
                           extras={"steps": steps, "eta": eta, "sigma_data": sigma_data, "sampler": sampler,
