@@ -13,10 +13,21 @@ import torch
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    The path is checked first (:func:`diffcomm.checks.check_output_path`), and an operating-system
+    error (disk full, permissions) is a one-line :class:`~diffcomm.errors.DiffcommError`; either way
+    nothing is left behind: the previous file, if any, is untouched.
+    """
+    from diffcomm.checks import check_output_path, describe_os_error
+    from diffcomm.errors import DiffcommError
+
+    path = Path(check_output_path(path, "file", what="output"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise DiffcommError(describe_os_error(exc)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -24,9 +35,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and weights are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise DiffcommError(describe_os_error(exc)) from None
         raise
 
 
