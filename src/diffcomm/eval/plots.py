@@ -3,9 +3,9 @@
 Each line is ``receiver@encoder`` with its 95 % confidence band (shaded; see
 :mod:`diffcomm.eval.summary` for how seeds are combined). Bands are clipped to the metric's valid
 range (:data:`VALID_RANGE`: [0, 1] for accuracy and SSIM, >= 0 for distances). When one system is
-an outlier (far outside the range of all the others, e.g. the digital baseline's fallback grey in
-FD-cls), the axis is made readable: a log scale when every value is positive, otherwise the axis
-is clipped to the other systems and a note on the figure names what is off scale. Figures are
+far from the rest (Tukey's far-out fences, :func:`find_outliers`; e.g. the digital baseline's
+fallback grey in FD-cls), the axis is made readable: a log scale when every value is positive,
+otherwise the axis is clipped to the other points, and a note on the figure names the outliers. Figures are
 drawn with matplotlib's object API (no pyplot global state) and written atomically as PNG and SVG.
 
 Example:
@@ -32,7 +32,7 @@ FORMATS = ("png", "svg")
 VALID_RANGE: dict[str, tuple[float | None, float | None]] = {
     "accuracy": (0.0, 1.0), "ssim": (0.0, 1.0), "ms_ssim": (0.0, 1.0), "psnr": (0.0, None), "fd_cls": (0.0, None),
     "kid_cls": (None, None)}
-OUTLIER_FACTOR = 3.0  # an outlier lies further than this many spans of the others' values outside them
+OUTLIER_FENCE = 3.0  # a point is an outlier beyond this many interquartile ranges outside the quartiles
 
 
 def clip_band(metric: str, low: float, high: float) -> tuple[float, float]:
@@ -45,27 +45,24 @@ def clip_band(metric: str, low: float, high: float) -> tuple[float, float]:
     return low, high
 
 
-def find_outliers(systems: dict[str, list[tuple]]) -> list[str]:
-    """Systems whose curve lies far outside the range of all the other systems' curves.
+def find_outliers(systems: dict[str, list[tuple]]) -> list[tuple[str, float, float]]:
+    """Points ``(system, snr, value)`` far outside the bulk of a figure's values.
 
-    With at least three systems: ``s`` is an outlier when the gap between its values and the
-    others' range exceeds :data:`OUTLIER_FACTOR` times that range (at most half the systems).
+    Tukey's far-out fences over every plotted mean: below Q1 − 3·IQR or above Q3 + 3·IQR
+    (at least 6 points; an IQR of 0 marks nothing).
     """
-    if len(systems) < 3:
+    import numpy as np
+
+    points = [(name, p[0], p[1]) for name, pts in systems.items() for p in pts
+              if p[1] is not None and math.isfinite(p[1])]
+    if len(points) < 6:
         return []
-    values = {name: [p[1] for p in pts if p[1] is not None and math.isfinite(p[1])] for name, pts in systems.items()}
-    values = {k: v for k, v in values.items() if v}
-    out = []
-    for name, vals in values.items():
-        others = [x for k, v in values.items() if k != name for x in v]
-        if not others:
-            continue
-        lo, hi = min(others), max(others)
-        span = max(hi - lo, 1e-9 * max(abs(hi), abs(lo), 1.0))
-        gap = max(lo - max(vals), min(vals) - hi, 0.0)
-        if gap > OUTLIER_FACTOR * span:
-            out.append(name)
-    return out if len(out) <= len(values) // 2 else []
+    q1, q3 = np.percentile([v for _, _, v in points], [25, 75])
+    iqr = q3 - q1
+    if iqr <= 0:
+        return []
+    lo, hi = q1 - OUTLIER_FENCE * iqr, q3 + OUTLIER_FENCE * iqr
+    return [pt for pt in points if pt[2] < lo or pt[2] > hi]
 
 
 def figure_for(metric: str, panel: tuple, systems: dict[str, list[tuple]], sizes=None):
@@ -86,20 +83,20 @@ def figure_for(metric: str, panel: tuple, systems: dict[str, list[tuple]], sizes
                             color=line.get_color(), alpha=0.2, linewidth=0)
     outliers = find_outliers(systems)
     if outliers:
+        named = "; ".join(f"{name} at {snr:g} dB: {value:.4g}" for name, snr, value in outliers)
         every = [v for pts in systems.values() for p in pts for v in (p[1], p[2], p[3])
                  if v is not None and math.isfinite(v)]
         if every and min(every) > 0:
             ax.set_yscale("log")
-            note = f"log scale: {', '.join(outliers)} far from the rest"
+            note = f"log scale (outlier: {named})"
         else:
-            rest = [v for name, pts in systems.items() if name not in outliers for p in pts
+            far = {(name, snr) for name, snr, _ in outliers}
+            rest = [v for name, pts in systems.items() for p in pts if (name, p[0]) not in far
                     for v in (p[1], p[2], p[3]) if v is not None and math.isfinite(v)]
             lo, hi = min(rest), max(rest)
             pad = 0.1 * max(hi - lo, 1e-9)
             ax.set_ylim(lo - pad, hi + pad)
-            spans = {name: [p[1] for p in systems[name]] for name in outliers}
-            off = "; ".join(f"{name} at {min(v):.4g} to {max(v):.4g}" for name, v in spans.items())
-            note = f"axis clipped; off scale: {off}"
+            note = f"axis clipped; off scale: {named}"
         ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, color="#555", va="bottom")
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
