@@ -78,15 +78,26 @@ def git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
-def format_table(header: list[str], rows: list[list[str]]) -> str:
+def format_table(header: list[str], rows: list[list[str]], wrap: dict[int, int] | None = None) -> str:
     """Left-aligned columns separated by two spaces, with a rule under the header.
+
+    ``wrap``: column index -> width; longer cells of those columns continue on the next lines
+    (broken at spaces) instead of being cut.
 
     >>> print(format_table(["a", "b"], [["1", "22"]]))
     a  b
     -  --
     1  22
     """
-    cells = [list(map(str, header))] + [list(map(str, r)) for r in rows]
+    import textwrap
+
+    lines_of_rows = []
+    for r in rows:
+        cells = [textwrap.wrap(str(c), (wrap or {}).get(i, 10 ** 9), break_on_hyphens=False) or [""]
+                 for i, c in enumerate(r)]
+        height = max(len(c) for c in cells)
+        lines_of_rows.extend([[c[j] if j < len(c) else "" for c in cells] for j in range(height)])
+    cells = [list(map(str, header))] + lines_of_rows
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
