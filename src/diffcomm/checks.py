@@ -231,6 +231,12 @@ def _check_scalar(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _num(v: float) -> str:
+    if v == SEED_LIMIT:
+        return "2**63"
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
 def _check_bounds(value: Any, meta: dict[str, Any], where: str) -> None:
     choices = meta.get("choices")
     if choices is not None and value not in choices:
@@ -238,10 +244,10 @@ def _check_bounds(value: Any, meta: dict[str, Any], where: str) -> None:
     low, high = meta.get("low"), meta.get("high")
     if low is not None and (value < low or (meta.get("low_open") and value == low)):
         op = ">" if meta.get("low_open") else ">="
-        raise DiffcommError(f"{where} must be {op} {low:g}, got {value!r}")
+        raise DiffcommError(f"{where} must be {op} {_num(low)}, got {value!r}")
     if high is not None and (value > high or (meta.get("high_open") and value == high)):
         op = "<" if meta.get("high_open") else "<="
-        raise DiffcommError(f"{where} must be {op} {high:g}, got {value!r}")
+        raise DiffcommError(f"{where} must be {op} {_num(high)}, got {value!r}")
 
 
 def check_value(value: Any, tp: Any, meta: dict[str, Any], where: str) -> Any:
