@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version or a usage error (already printed on one line)
+    except SystemExit as exc:  # a usage error, already printed on one line: exit status 2
+        if exc.code in (0, None):
+            raise  # --help / --version exit as argparse does
         return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
