@@ -225,7 +225,10 @@ def _check_resumable(ckpt: Path, meta: dict[str, Any], run_config: dict[str, Any
     if old.get("model") != new.get("model"):
         raise DiffcommError(f"{ckpt} was written for another model configuration; "
                             f"use a new --out folder or delete {out}")
-    differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    # A checkpoint of the older format (no stored train config) may lack run_config entries that
+    # newer code records (a new section): those are not a difference; every shared entry must match.
+    legacy = "train_config" not in meta
+    differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not (legacy and k not in old))
     if differs:
         raise DiffcommError(f"{ckpt} was written with another configuration ({', '.join(differs)} differ); "
                             f"resume with the same config, or use a new --out folder or delete {out}")
