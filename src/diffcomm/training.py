@@ -25,8 +25,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,38 +36,39 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from diffcomm.checks import SEED_LIMIT, bounds, check_output_path, dataclass_from_dict, read_config_file
 from diffcomm.errors import DiffcommError
-from diffcomm.utils import atomic_save_safetensors, atomic_write_json, git_revision
+from diffcomm.utils import atomic_save_safetensors, atomic_write_json, atomic_write_text, git_revision
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
+    """The ``[train]`` section. Types and ranges are checked by :meth:`from_dict` (one schema,
+    :func:`diffcomm.checks.dataclass_from_dict`); the upper bounds only stop values that cannot be
+    meant (and would otherwise run out of memory after minutes of work)."""
+
+    steps: int = field(default=1000, metadata=bounds(1, 10 ** 9))
+    batch_size: int = field(default=64, metadata=bounds(1, 65536))
+    lr: float = field(default=2e-4, metadata=bounds(0, 10, low_open=True))
+    weight_decay: float = field(default=0.0, metadata=bounds(0, 10))
+    warmup_steps: int = field(default=100, metadata=bounds(0, 10 ** 9))
+    ema_decay: float = field(default=0.999, metadata=bounds(0, 1, high_open=True))
+    grad_clip: float = field(default=1.0, metadata=bounds(0, 1e6))
     bf16: bool = False
-    seed: int = 0
-    checkpoint_every: int = 250
-    snapshot_every: int = 1000
-    log_every: int = 50
-    threads: int = 0  # 0 = leave torch's default
+    seed: int = field(default=0, metadata=bounds(0, SEED_LIMIT, high_open=True))
+    checkpoint_every: int = field(default=250, metadata=bounds(1, 10 ** 9))
+    snapshot_every: int = field(default=1000, metadata=bounds(1, 10 ** 12))
+    log_every: int = field(default=50, metadata=bounds(1, 10 ** 9))
+    threads: int = field(default=0, metadata=bounds(0, 1024))  # 0 = leave torch's default
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise DiffcommError(f"unknown [train] keys {unknown}; valid keys: {sorted(names)}")
-        cfg = cls(**d)
-        if cfg.steps < 1 or cfg.batch_size < 1 or cfg.checkpoint_every < 1:
-            raise DiffcommError("[train] steps, batch_size and checkpoint_every must be positive integers")
-        if not (0.0 <= cfg.ema_decay < 1.0):
-            raise DiffcommError(f"[train] ema_decay must be in [0, 1), got {cfg.ema_decay}")
-        return cfg
+        return dataclass_from_dict(cls, d, "[train]")
+
+
+# [train] fields that change the weights: a checkpoint is resumed only with the same values.
+# (steps may grow; threads and the checkpoint/snapshot/log intervals do not change the weights.)
+RESULT_FIELDS = ("batch_size", "lr", "weight_decay", "warmup_steps", "ema_decay", "grad_clip", "bf16", "seed")
 
 
 class Task(Protocol):
@@ -147,13 +149,138 @@ def save_model(path: str | Path, model: nn.Module, config: dict[str, Any]) -> No
     atomic_write_json(path.with_suffix(".json"), config)
 
 
+def _normalized(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists), for comparing configs."""
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold an exclusive ``flock`` on ``OUT/.lock`` (the resolved folder) for one training run."""
+    import fcntl
+
+    lock_path = out.resolve() / ".lock"
+    handle = open(lock_path, "a")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DiffcommError(f"another training run is using {out}; wait for it or use another --out") from None
+    try:
+        yield
+    finally:
+        handle.close()  # releases the flock
+
+
+# Temporary files of atomic writes into a run folder (utils.atomic_write_bytes: .NAME.XXXXXXXX.tmp)
+_STALE_TEMP = re.compile(r"^\.(checkpoint\.safetensors|model\.safetensors|model\.json|log\.jsonl|"
+                         r"samples_\d+\.png|ema_\d+\.safetensors)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete temporary files a kill -9 left in the middle of an atomic write (we hold the lock)."""
+    for path in out.iterdir():
+        if _STALE_TEMP.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+
+
+def read_log(log_path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """The complete JSON records of a training log and whether anything else was in it.
+
+    A line cut by a kill (no newline, or not JSON) counts as "anything else".
+    """
+    if not log_path.is_file():
+        return [], False
+    data = log_path.read_bytes()
+    rows, dirty = [], False
+    for i, line in enumerate(data.split(b"\n")):
+        last = i == data.count(b"\n")
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if last or not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            dirty = True  # a partial last line, or a line that is not a log record
+            continue
+        rows.append(row)
+    return rows, dirty
+
+
+def _repair_log(log_path: Path, step: int) -> list[dict[str, Any]]:
+    """Keep the log records of steps <= ``step`` (the checkpoint's): a resumed run rewrites the rest."""
+    rows, dirty = read_log(log_path)
+    keep = [r for r in rows if r["step"] <= step]
+    if dirty or len(keep) != len(rows):
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in keep))
+    return keep
+
+
+def _check_resumable(ckpt: Path, meta: dict[str, Any], run_config: dict[str, Any], cfg: TrainConfig) -> None:
+    """Refuse a checkpoint written by another configuration (one line naming what differs)."""
+    out = ckpt.parent
+    old = _normalized(meta.get("run_config", {}))
+    new = _normalized(run_config)
+    if old.get("model") != new.get("model"):
+        raise DiffcommError(f"{ckpt} was written for another model configuration; "
+                            f"use a new --out folder or delete {out}")
+    # A checkpoint of the older format (no stored train config) may lack run_config entries that
+    # newer code records (a new section): those are not a difference; every shared entry must match.
+    legacy = "train_config" not in meta
+    differs = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and not (legacy and k not in old))
+    if differs:
+        raise DiffcommError(f"{ckpt} was written with another configuration ({', '.join(differs)} differ); "
+                            f"resume with the same config, or use a new --out folder or delete {out}")
+    # Checkpoints written before the train config was stored are resumed on their run_config alone.
+    stored = meta.get("train_config")
+    if stored is not None:
+        now = {k: getattr(cfg, k) for k in RESULT_FIELDS}
+        changed = [k for k in RESULT_FIELDS if k in stored and _normalized(stored[k]) != _normalized(now[k])]
+        if changed:
+            raise DiffcommError(f"{ckpt} was trained with other [train] {', '.join(changed)} "
+                                f"({', '.join(f'{k}={stored[k]!r}' for k in changed)}); resume with the same "
+                                f"values, or use a new --out folder or delete {out}")
+    step = int(meta.get("step", 0))
+    if step > cfg.steps:
+        raise DiffcommError(f"{ckpt} is at step {step}, beyond [train] steps = {cfg.steps}; "
+                            f"raise steps (or --steps) to at least {step}")
+
+
+def _final_record(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The records logged at the last step, merged in order (the loss line, then its snapshot)."""
+    if not rows:
+        return {}
+    last = rows[-1]["step"]
+    merged: dict[str, Any] = {}
+    for r in rows:
+        if r["step"] == last:
+            merged.update(r)
+    return merged
+
+
 def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[str, Any] | None = None,
           progress: bool = True) -> dict[str, Any]:
-    """Train ``task.model``; resumable; returns the final log record. See the module docstring."""
+    """Train ``task.model``; resumable; returns the final log record. See the module docstring.
+
+    The run folder is locked (``OUT/.lock``) for the run. On resume the log is cut back to the
+    checkpoint's step (a kill leaves at most lines the resumed run writes again, or a partial
+    line) and leftover temporary files of an interrupted checkpoint write are removed, so a run
+    killed at any point and resumed has the same weights, log (up to wall-clock fields) and
+    final loss as one that was never interrupted.
+    """
     out = Path(out_dir)
+    check_output_path(out, "dir")
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        return _train_locked(task, cfg, out, dict(run_config or {}), progress)
+
+
+def _train_locked(task: Task, cfg: TrainConfig, out: Path, run_config: dict[str, Any],
+                  progress: bool) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    _remove_stale_temps(out)
     model = task.model
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -161,23 +288,32 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
     log_path = out / "log.jsonl"
     start = 0
     elapsed_before = 0.0
-    run_config = dict(run_config or {})
+    running = None
     if ckpt.exists():
         tensors, meta = _read_checkpoint(ckpt)
-        if meta.get("run_config", {}).get("model") != run_config.get("model"):
-            raise DiffcommError(f"{ckpt} was written for another model configuration; "
-                                f"use a new --out folder or delete {out}")
+        _check_resumable(ckpt, meta, run_config, cfg)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         _load_optimizer(opt, tensors)
         start = int(meta["step"])
         elapsed_before = float(meta.get("seconds", 0.0))
+        rows = _repair_log(log_path, start)
+        running = meta.get("running_loss")
+        if running is None:  # checkpoints before the running loss was stored: the last logged value
+            losses = [r["loss"] for r in rows if isinstance(r.get("loss"), float | int)]
+            running = losses[-1] if losses else None
         print(f"resuming from step {start} ({ckpt})")
+    else:
+        _repair_log(log_path, 0)  # no checkpoint: the run starts over, so does its log
     model.train()
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
-    running = None
     record: dict[str, Any] = {}
+
+    def log(row: dict[str, Any]) -> None:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
     for step in range(start, cfg.steps):
         lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
         for group in opt.param_groups:
@@ -202,14 +338,12 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
         if done % cfg.log_every == 0 or done == cfg.steps:
             record = {"step": done, "loss": running, "lr": lr,
                       "seconds": elapsed_before + time.time() - t0}
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            log(record)
         if getattr(task, "snapshot", None) and (done % cfg.snapshot_every == 0 or done == cfg.steps):
             metrics = task.snapshot(ema, done, out) or {}
             if metrics:
                 record = {**record, **metrics, "step": done}
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                log(record)
                 bar.write(f"step {done}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()
                                                         if isinstance(v, float | int)))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
@@ -219,13 +353,12 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
             seconds = elapsed_before + time.time() - t0
             # One atomic file holds the weights and the step they belong to (in its metadata), so a
             # kill at any moment leaves either the previous or the new checkpoint, never a mix.
-            meta = {"step": done, "seconds": seconds, "run_config": run_config}
+            meta = {"step": done, "seconds": seconds, "run_config": run_config, "running_loss": running,
+                    "train_config": {k: getattr(cfg, k) for k in RESULT_FIELDS}}
             atomic_save_safetensors(ckpt, tensors, metadata={"diffcomm": json.dumps(meta)})
     bar.close()
-    if running is None and log_path.exists():  # resumed at the last step: report the logged loss
-        lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-        losses = [r["loss"] for r in lines if "loss" in r]
-        running = losses[-1] if losses else None
+    rows, _ = read_log(log_path)
+    record = _final_record(rows) or record
     seconds = elapsed_before + time.time() - t0
     final = {"steps": cfg.steps, "seconds": round(seconds, 1), "final_loss": running,
              "git_revision": git_revision(), **{k: v for k, v in record.items() if k not in ("step", "lr")}}
@@ -236,22 +369,77 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML or YAML config into a dict; one-line DiffcommError on a missing or bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DiffcommError(f"config file {path} not found")
-    text = path.read_text()
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    """Read a TOML or YAML config into a dict; one-line DiffcommError on a missing, binary or bad file."""
+    return read_config_file(path, formats=(".toml", ".yaml", ".yml"), what="config")
 
-            data = yaml.safe_load(text)
-        else:
-            import tomllib
 
-            data = tomllib.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parser error is a user error here
-        raise DiffcommError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise DiffcommError(f"{path} must contain a table/mapping at the top level")
-    return data
+# ---------------------------------------------------------------------------------------------
+# the schema of training configs
+
+
+@dataclass
+class DataSection:
+    """The ``[data]`` section of a training config (``limit``, ``split``, ``cond_dropout``: priors only)."""
+
+    dataset: str = "fashion-mnist"
+    split: str = "train"
+    limit: int | None = field(default=None, metadata=bounds(1, 10 ** 9))
+    cond_dropout: float = field(default=0.1, metadata=bounds(0, 1, high_open=True))
+
+
+@dataclass
+class SnapshotSection:
+    """The optional ``[snapshot]`` section of a prior's config."""
+
+    quality_samples: int = field(default=0, metadata=bounds(0, 100_000))
+    keep_ema_at: list[int] = field(default_factory=list, metadata=bounds(1, 10 ** 9))
+
+
+def _model_section(kind: str) -> type:
+    if kind == "prior":
+        from diffcomm.diffusion.unet import UNetConfig
+
+        return UNetConfig
+    if kind == "classifier":
+        from diffcomm.metrics.classifier import ClassifierConfig
+
+        return ClassifierConfig
+    if kind == "jscc":
+        from diffcomm.transmit.deepjscc import DeepJSCCConfig
+
+        return DeepJSCCConfig
+    raise DiffcommError(f"unknown training kind {kind!r}; choose from prior, classifier, jscc")
+
+
+# Keys of [data] per kind (a key another kind uses is unknown here, not silently ignored).
+_DATA_KEYS = {"prior": ("dataset", "split", "limit", "cond_dropout"), "classifier": ("dataset",),
+              "jscc": ("dataset",)}
+
+
+def validate_training_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Check a parsed training config against its schema before any work; return it unchanged.
+
+    Top level: ``name``, ``description`` (strings) and the sections ``[model]`` (the kind's model
+    dataclass), ``[data]`` (:class:`DataSection`, keys per kind), ``[train]`` (:class:`TrainConfig`)
+    and, for priors, ``[snapshot]`` (:class:`SnapshotSection`). Unknown keys, wrong types,
+    non-finite numbers and out-of-range values raise one-line :class:`DiffcommError` s.
+    """
+    from diffcomm.checks import check_section_keys
+
+    sections: dict[str, Any] = {"name": str, "description": str, "model": dict, "data": dict, "train": dict}
+    if kind == "prior":
+        sections["snapshot"] = dict
+    model_cls = _model_section(kind)
+    check_section_keys(config, sections, "config section")
+    dataclass_from_dict(model_cls, config.get("model", {}), "[model]")
+    data = config.get("data", {})
+    allowed = _DATA_KEYS[kind]
+    bad = sorted(set(data) - set(allowed))
+    if bad:
+        raise DiffcommError(f"unknown [data] key{'s' if len(bad) > 1 else ''} {', '.join(bad)}; "
+                            f"valid keys for {kind}: {', '.join(allowed)}")
+    dataclass_from_dict(DataSection, data, "[data]")
+    TrainConfig.from_dict(config.get("train", {}))
+    if kind == "prior":
+        dataclass_from_dict(SnapshotSection, config.get("snapshot", {}), "[snapshot]")
+    return config

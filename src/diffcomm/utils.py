@@ -13,10 +13,21 @@ import torch
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + ``os.replace``).
+
+    The path is checked first (:func:`diffcomm.checks.check_output_path`), and an operating-system
+    error (disk full, permissions) is a one-line :class:`~diffcomm.errors.DiffcommError`; either way
+    nothing is left behind: the previous file, if any, is untouched.
+    """
+    from diffcomm.checks import check_output_path, describe_os_error
+    from diffcomm.errors import DiffcommError
+
+    path = Path(check_output_path(path, "file", what="output"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise DiffcommError(describe_os_error(exc)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -24,9 +35,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results and weights are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise DiffcommError(describe_os_error(exc)) from None
         raise
 
 
@@ -65,15 +78,26 @@ def git_revision() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
-def format_table(header: list[str], rows: list[list[str]]) -> str:
+def format_table(header: list[str], rows: list[list[str]], wrap: dict[int, int] | None = None) -> str:
     """Left-aligned columns separated by two spaces, with a rule under the header.
+
+    ``wrap``: column index -> width; longer cells of those columns continue on the next lines
+    (broken at spaces) instead of being cut.
 
     >>> print(format_table(["a", "b"], [["1", "22"]]))
     a  b
     -  --
     1  22
     """
-    cells = [list(map(str, header))] + [list(map(str, r)) for r in rows]
+    import textwrap
+
+    lines_of_rows = []
+    for r in rows:
+        cells = [textwrap.wrap(str(c), (wrap or {}).get(i, 10 ** 9), break_on_hyphens=False) or [""]
+                 for i, c in enumerate(r)]
+        height = max(len(c) for c in cells)
+        lines_of_rows.extend([[c[j] if j < len(c) else "" for c in cells] for j in range(height)])
+    cells = [list(map(str, header))] + lines_of_rows
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))

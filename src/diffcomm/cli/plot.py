@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from diffcomm.eval.plots import FORMATS, plot_results
-    from diffcomm.eval.store import load_records
+    from diffcomm.eval.store import RECORD_FIELDS, load_records
 
     formats = tuple(f.strip().lower() for f in args.format.split(",") if f.strip())
     for fmt in formats or ("",):
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.results)
     if not path.is_file():
         raise DiffcommError(f"results file {path} not found")
-    records = load_records(path, repair=False)
+    records = load_records(path, repair=False, required=RECORD_FIELDS)
     if not records:
         raise DiffcommError(f"no records in {path}; run diffcomm eval first")
     paths = plot_results(records, args.out, metrics, formats)

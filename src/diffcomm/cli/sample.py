@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise DiffcommError(f"--n must be between 1 and 10000, got {args.n}")
     if not 1 <= args.steps <= 1000:
         raise DiffcommError(f"--steps must be between 1 and 1000, got {args.steps}")
+    if not math.isfinite(args.guidance) or not 0 <= args.guidance <= 100:
+        raise DiffcommError(f"--guidance must be a finite weight in [0, 100], got {args.guidance}")
     prior = zoo.load(args.model)
     if zoo.model_config(args.model).get("kind") != "prior":
         raise DiffcommError(f"'{args.model}' is not a diffusion prior; see `diffcomm zoo list`")

@@ -31,14 +31,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import importlib
 
-    from diffcomm.training import load_config_file
+    from diffcomm.checks import check_output_path
+    from diffcomm.training import load_config_file, validate_training_config
 
     config = load_config_file(args.config)
     if args.steps is not None:
         if args.steps < 1:
             raise DiffcommError(f"--steps must be a positive integer, got {args.steps}")
+        if not isinstance(config.get("train", {}), dict):
+            raise DiffcommError("config section train must be a table")
         config.setdefault("train", {})["steps"] = args.steps
+    validate_training_config(args.kind, config)  # unknown keys, types and ranges, before any work
     out = Path(args.out or Path("runs") / str(config.get("name", args.kind)))
+    check_output_path(out, "dir")
     module, func = KINDS[args.kind]
     try:
         runner = getattr(importlib.import_module(module), func)

@@ -20,23 +20,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=run_ship)
 
 
+def quality_summary(cfg: dict) -> str:
+    """The model's own headline quality figure(s), first; reference values after, labelled as such."""
+    kind, m = cfg.get("kind"), cfg.get("metrics") or {}
+
+    def num(key: str, fmt: str = ".4g") -> str | None:
+        v = m.get(key)
+        return format(v, fmt) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    parts: list[str] = []
+    if kind == "prior":
+        if num("fd_cls_uncond_vs_test", ".2f"):
+            parts.append(f"FD-cls {num('fd_cls_uncond_vs_test', '.2f')} ({m.get('samples', '?')} samples vs test)")
+        if num("conditional_accuracy", ".1%"):
+            parts.append(f"cond. accuracy {num('conditional_accuracy', '.1%')} at CFG w={m.get('cfg_weight', '?')}")
+        if num("kid_cls_uncond_vs_test", ".3f"):
+            parts.append(f"KID-cls {num('kid_cls_uncond_vs_test', '.3f')}")
+        floor = next((k for k in m if k.startswith("fd_cls_real") and k.endswith("_vs_rest_of_test")), None)
+        if floor and num(floor, ".2f"):
+            parts.append(f"reference: real-data FD-cls floor {num(floor, '.2f')}")
+    elif kind == "classifier" and num("test_accuracy", ".1%"):
+        parts.append(f"test accuracy {num('test_accuracy', '.1%')}")
+    elif kind == "jscc":
+        snrs = sorted({int(k[5:-2]) for k in m if k.startswith("psnr_") and k.endswith("dB")
+                       and k[5:-2].lstrip("-").isdigit()})
+        if snrs:
+            psnrs = "/".join(f"{m[f'psnr_{s}dB']:.1f}" for s in snrs)
+            parts.append(f"PSNR {psnrs} dB at {'/'.join(map(str, snrs))} dB SNR ({m.get('channel', '?')})")
+    if not parts:  # an unknown kind: its first metrics, as recorded
+        parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(m.items())[:3]]
+    return "; ".join(parts) or "-"
+
+
+def _parameters(name: str) -> int | None:
+    from diffcomm import zoo
+    from diffcomm.errors import DiffcommError
+
+    try:
+        return zoo.num_parameters(zoo.load(name))
+    except DiffcommError:
+        return None
+
+
+def _count(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k"
+
+
 def run_list(args: argparse.Namespace) -> int:
     from diffcomm import zoo
     from diffcomm.utils import format_table
 
     models = zoo.list_models()
+    params = {name: _parameters(name) for name in models}
     if args.json:
-        print(json.dumps(models, indent=2))
+        print(json.dumps({name: {**cfg, "parameters": params[name], "quality": quality_summary(cfg)}
+                          for name, cfg in models.items()}, indent=2))
         return 0
     rows = []
     for name, cfg in models.items():
         tr = cfg.get("training", {})
-        metrics = cfg.get("metrics", {})
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in list(metrics.items())[:4])
-        rows.append([name, cfg.get("kind", "?"), str(tr.get("steps", "?")),
-                     f"{tr.get('seconds', 0) / 60:.0f} min", shown])
-    print(format_table(["name", "kind", "steps", "train time", "metrics"], rows))
+        seconds = tr.get("seconds")
+        rows.append([name, cfg.get("kind", "?"), _count(params[name]), f"{tr.get('steps', '?'):,}"
+                     if isinstance(tr.get("steps"), int) else "?",
+                     f"{seconds / 60:.0f} min" if isinstance(seconds, int | float) else "?", quality_summary(cfg)])
+    print(format_table(["name", "kind", "params", "steps", "train time", "quality (own figures first)"], rows,
+                       wrap={5: 64}))
+    print("\nall metrics, recipes and training records: diffcomm zoo list --json")
     return 0
 
 
@@ -53,5 +104,6 @@ def run_ship(args: argparse.Namespace) -> int:
 def _is_prior(run: str) -> bool:
     from pathlib import Path
 
-    cfg = Path(run) / "model.json"
-    return cfg.is_file() and json.loads(cfg.read_text()).get("kind") == "prior"
+    from diffcomm.zoo.evaluate import run_model_config
+
+    return run_model_config(Path(run)).get("kind") == "prior"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -67,26 +68,52 @@ def pil_to_tensor(image: Image.Image, mode: str | None = None) -> torch.Tensor:
             rgba = image.convert("RGBA")
             background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image = Image.alpha_composite(background, rgba)
-        arr = np.asarray(image.convert(mode), dtype=np.uint8)
+        try:
+            converted = image.convert(mode)
+        except (ValueError, OSError) as exc:
+            raise DiffcommError(f"cannot convert a {image.mode} image to {mode} ({exc}); save it as RGB or "
+                                f"grayscale") from None
+        arr = np.asarray(converted, dtype=np.uint8)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         arr = arr.astype(np.float32) / np.float32(255.0)
     return torch.from_numpy(np.ascontiguousarray(arr))[None]
 
 
+# Largest image decoded (pixels): Pillow's own decompression-bomb limit (about 89 M pixels) is
+# an error from twice that; here a warning is an error too, so no image larger than this is decoded.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image with Pillow; unreadable files raise a one-line DiffcommError."""
+    """Open and fully decode an image with Pillow; unreadable files raise a one-line DiffcommError.
+
+    Refused: missing files, files Pillow cannot identify, corrupt or truncated files, and images
+    of more than :data:`MAX_PIXELS` pixels (decompression bombs: a small file that decodes to
+    gigabytes), which are refused from their header, before decoding.
+    """
+    import warnings
+
     _register_heif()
     path = Path(path)
     if not path.is_file():
         raise DiffcommError(f"image file {path} does not exist; check the path")
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise Image.DecompressionBombError(f"{w}x{h}")
+                im.load()
+                return im
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DiffcommError(f"{path} is too large to decode (more than {MAX_PIXELS:,} pixels; a possible "
+                            f"decompression bomb); resize it first") from None
     except UnidentifiedImageError:
         raise DiffcommError(f"{path} is not an image Pillow can read; pass a PNG, JPEG, WebP, ... file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DiffcommError(f"{path} is a corrupt or truncated image ({exc}); re-create the file") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DiffcommError(f"{path} is a corrupt or truncated image ({reason}); re-create the file") from None
 
 
 def read_image(path: str | os.PathLike, mode: str | None = None) -> torch.Tensor:

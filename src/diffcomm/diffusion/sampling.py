@@ -28,13 +28,20 @@ def sample_prior(prior, n: int, sampler: str = "heun", steps: int = 18, labels: 
                  guidance: float = 0.0, seed: int = 0, shape: tuple[int, ...] | None = None,
                  batch_size: int = 250) -> tuple[torch.Tensor, int]:
     """Samples in pixel space [0, 1] and the number of network evaluations per image."""
+    import math
+
+    from diffcomm.checks import check_seed
     from diffcomm.diffusion.guidance import cfg_denoiser
     from diffcomm.diffusion.samplers import NFECounter
     from diffcomm.diffusion.schedules import karras_sigmas
 
+    if isinstance(guidance, bool) or not isinstance(guidance, int | float) or not math.isfinite(guidance):
+        raise DiffcommError(f"guidance must be a finite number, got {guidance!r}")
+    if not 0 <= guidance <= 100:
+        raise DiffcommError(f"guidance must be in [0, 100], got {guidance}")
     cfg = prior.net.config
     shape = shape or (cfg.in_channels, 28, 28)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed, "seed"))
     counter = NFECounter(prior)
     use_cfg = labels is not None and guidance > 0
     denoiser = cfg_denoiser(counter, guidance, null_label=prior.num_classes) if use_cfg else counter

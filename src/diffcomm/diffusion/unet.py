@@ -17,25 +17,42 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffcomm.checks import bounds, dataclass_from_dict
+from diffcomm.errors import DiffcommError
+
 
 @dataclass
 class UNetConfig:
-    """Architecture hyper-parameters (stored beside the weights as JSON)."""
+    """Architecture hyper-parameters (stored beside the weights as JSON).
 
-    in_channels: int = 1
-    base_channels: int = 32
-    channel_mults: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 1
-    attention_levels: tuple[int, ...] = (2,)
-    num_classes: int = 0  # 0 = unconditional; otherwise label num_classes is the null class
-    dropout: float = 0.0
-    emb_dim: int = 128
+    :meth:`from_dict` checks names, types and the ranges in each field's metadata
+    (:func:`diffcomm.checks.dataclass_from_dict`).
+    """
+
+    in_channels: int = field(default=1, metadata=bounds(choices=(1, 3)))
+    base_channels: int = field(default=32, metadata=bounds(1, 1024))
+    channel_mults: tuple[int, ...] = field(default=(1, 2, 2), metadata=bounds(1, 64))
+    num_res_blocks: int = field(default=1, metadata=bounds(1, 64))
+    attention_levels: tuple[int, ...] = field(default=(2,), metadata=bounds(0, 64))
+    num_classes: int = field(default=0, metadata=bounds(0, 100_000))  # 0 = unconditional; else num_classes = null
+    dropout: float = field(default=0.0, metadata=bounds(0, 1, high_open=True))
+    emb_dim: int = field(default=128, metadata=bounds(1, 16384))
+
+    def __post_init__(self) -> None:
+        self.channel_mults = tuple(self.channel_mults)
+        self.attention_levels = tuple(self.attention_levels)
+        if not self.channel_mults:
+            raise DiffcommError("[model] channel_mults must list at least one multiplier")
+        bad = [level for level in self.attention_levels if not 0 <= level < len(self.channel_mults)]
+        if bad:
+            raise DiffcommError(f"[model] attention_levels {bad} are not levels of channel_mults "
+                                f"(0..{len(self.channel_mults) - 1})")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -45,11 +62,7 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("channel_mults", "attention_levels"):
-            if key in known:
-                known[key] = tuple(known[key])
-        return cls(**known)
+        return dataclass_from_dict(cls, d, "[model]")
 
 
 def _groups(channels: int) -> int:

@@ -49,6 +49,7 @@ def demo_plan(preset: str | os.PathLike | None = None, n: int | None = None, snr
         if reason:
             receivers = [r for r in receivers if r.split("@")[0] != DIGITAL]
             config.setdefault("options", {}).pop(DIGITAL, None)
+            config.get("n_per_receiver", {}).pop(DIGITAL, None)
             notes.append(f"skipping the digital baseline: {reason}")
     config["receivers"] = receivers
     if n is not None:
@@ -73,7 +74,7 @@ def run_demo(out: str | os.PathLike, preset: str | os.PathLike | None = None, n:
     from diffcomm.eval.plots import plot_results
     from diffcomm.eval.report import write_report
     from diffcomm.eval.runner import check_backend, run_grid
-    from diffcomm.eval.summary import results_table
+    from diffcomm.eval.summary import results_table, transmitted
     from diffcomm.utils import format_table
 
     t0 = time.perf_counter()
@@ -82,7 +83,9 @@ def run_demo(out: str | os.PathLike, preset: str | os.PathLike | None = None, n:
     out = Path(out)
     for note in notes:
         echo(f"note: {note}")
-    echo(f"demo: {len(grid.points)} points ({grid.spec.n} {grid.spec.dataset} {grid.spec.split} images each)")
+    sizes = ", ".join(f"{r}: {n}" for r, n in grid.spec.n_per_receiver.items())
+    echo(f"demo: {len(grid.points)} points ({grid.spec.n} {grid.spec.dataset} {grid.spec.split} images each"
+         + (f"; {sizes})" if sizes else ")"))
     results = out / "results.jsonl"
     summary = run_grid(grid, results, workers=workers, progress=progress)
     if summary.reused:
@@ -90,6 +93,12 @@ def run_demo(out: str | os.PathLike, preset: str | os.PathLike | None = None, n:
     echo(format_table(*results_table(summary.records)))
     for note in dict.fromkeys(n for r in summary.records for n in r.get("notes") or []):
         echo(f"note: {note}")
+    fallbacks = [f"{r['channel']} {r['snr_db']:g} dB" for r in summary.records
+                 if transmitted(r).startswith("nothing")]
+    if fallbacks:
+        echo("note: 'sent' says what reached the receiver; 'nothing: fallback' means the digital baseline could "
+             "not deliver (no configuration fitted or decoded) and every image is the mid-grey fallback: "
+             + ", ".join(fallbacks))
     plots = plot_results(summary.records, out / "plots")
     report = write_report(results, out)
     seconds = time.perf_counter() - t0

@@ -37,6 +37,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from diffcomm.checks import check_seed
 from diffcomm.errors import DiffcommError
 
 CHANNELS = ("awgn", "rayleigh", "rician")
@@ -44,7 +45,7 @@ CSI_MODES = ("perfect", "estimated", "none")
 DIGITAL = "digital"
 # Config keys (the CLI's long option names with "_" for "-").
 CONFIG_KEYS = ("dataset", "split", "n", "receivers", "encoders", "channel", "csi", "snr", "cbr", "seeds",
-               "batch_size", "pilots", "steps", "options", "save_images", "per_image", "threads")
+               "batch_size", "pilots", "steps", "options", "save_images", "per_image", "threads", "n_per_receiver")
 # Receiver arguments the runner supplies itself (never user options).
 _RUNNER_ARGS = {"link", "rx", "prior", "generator", "h", "data", "prior_mean", "prior_cov", "class_labels", "semantic",
                 "images", "cbr", "snr_db", "channel", "table"}
@@ -71,6 +72,9 @@ class GridSpec:
     save_images: int = 8
     per_image: bool = False
     threads: int = 1
+    # Images for some receivers instead of n, e.g. {"digital": 256}: the digital baseline codes mosaics
+    # whose headers only amortise over many images. Their records say their own n.
+    n_per_receiver: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,9 @@ def grid_from_mapping(config: Mapping[str, Any]) -> GridSpec:
         raise DiffcommError("the grid needs receivers (--receivers pinv,dps or receivers = [...] in the config)")
     if "snr" not in cfg:
         raise DiffcommError("the grid needs SNRs (--snr -5,0,5 or snr = [...] in the config)")
+    n_per = cfg.get("n_per_receiver", {})
+    if not isinstance(n_per, Mapping):
+        raise DiffcommError("n_per_receiver must be a table of receiver = images, e.g. [n_per_receiver] digital = 256")
     options = cfg.get("options", {})
     if not isinstance(options, Mapping) or not all(isinstance(v, Mapping) for v in options.values()):
         raise DiffcommError("options must be a table per receiver, e.g. [options.dps] steps = 20")
@@ -270,7 +277,7 @@ def grid_from_mapping(config: Mapping[str, Any]) -> GridSpec:
         channels=[c.lower() for c in _items(cfg.get("channel", "awgn"), "--channel")],
         csi=_items(cfg.get("csi", "perfect"), "--csi"),
         cbrs=parse_cbrs(cfg.get("cbr", "1/16")),
-        seeds=[_int(s, "--seeds", 0) for s in _items(cfg.get("seeds", 0), "--seeds")],
+        seeds=[check_seed(_int(s, "--seeds", 0), "--seeds") for s in _items(cfg.get("seeds", 0), "--seeds")],
         batch_size=_int(cfg.get("batch_size", 64), "--batch-size", 1),
         pilots=_int(cfg.get("pilots", 4), "--pilots", 1),
         steps=_int(cfg["steps"], "--steps", 1) if "steps" in cfg else None,
@@ -279,7 +286,10 @@ def grid_from_mapping(config: Mapping[str, Any]) -> GridSpec:
         save_images=_int(cfg.get("save_images", 8), "--save-images", 0),
         per_image=_bool(cfg.get("per_image", False), "--per-image"),
         threads=_int(cfg.get("threads", 1), "--threads", 1),
+        n_per_receiver={str(r): _int(v, f"n_per_receiver.{r}", 1) for r, v in n_per.items()},
     )
+    if spec.threads > 1024:
+        raise DiffcommError(f"--threads must be at most 1024, got {spec.threads}")
     for name, values in (("--channel", spec.channels), ("--csi", spec.csi), ("--seeds", spec.seeds)):
         if len(set(values)) != len(values):
             raise DiffcommError(f"{name} lists a value twice")
@@ -289,33 +299,14 @@ def grid_from_mapping(config: Mapping[str, Any]) -> GridSpec:
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a grid config (``.toml``, ``.yaml``/``.yml`` or ``.json``) into a dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise DiffcommError(f"config file {path} not found")
-    text = path.read_text(encoding="utf-8")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            import tomllib  # Python >= 3.11
+    """Read a grid config (``.toml``, ``.yaml``/``.yml`` or ``.json``) into a dict.
 
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
+    Missing, binary, non-UTF-8 or unparsable files are one-line errors
+    (:func:`diffcomm.checks.read_config_file`).
+    """
+    from diffcomm.checks import read_config_file
 
-            data = yaml.safe_load(text) or {}
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise DiffcommError(f"config {path.name}: use a .toml, .yaml or .json file")
-    except DiffcommError:
-        raise
-    except Exception as exc:  # tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DiffcommError(f"config {path}: cannot parse: {first}") from None
-    if not isinstance(data, dict):
-        raise DiffcommError(f"config {path}: expected a table of settings at the top level")
-    return data
+    return read_config_file(path, what="config")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,10 +468,14 @@ def plan(spec: GridSpec, check_models: bool = True) -> Plan:
         if receiver not in options:
             raise DiffcommError(f"options given for {receiver!r}, which is not a receiver of this grid")
 
+    for receiver in spec.n_per_receiver:
+        if receiver not in options:
+            raise DiffcommError(f"n_per_receiver gives images for {receiver!r}, which is not a receiver of this grid")
     data = get_dataset(spec.dataset, spec.split)
     size, shape = len(data.images), tuple(data.images.shape[1:])
-    if spec.n > size:
-        raise DiffcommError(f"--n {spec.n} is larger than the {spec.dataset} {spec.split} split ({size} images)")
+    for what, n in (("--n", spec.n), *((f"n_per_receiver.{r}", v) for r, v in spec.n_per_receiver.items())):
+        if n > size:
+            raise DiffcommError(f"{what} {n} is larger than the {spec.dataset} {spec.split} split ({size} images)")
 
     shipped = set(zoo.list_models()) if check_models else None
     for receiver, encoder in pairs:
@@ -506,7 +501,8 @@ def plan(spec: GridSpec, check_models: bool = True) -> Plan:
                 for cbr in spec.cbrs:
                     for snr in spec.snrs:
                         for seed in spec.seeds:
-                            points.append(Point(receiver, encoder, spec.dataset, spec.split, spec.n, channel, csi,
+                            n = spec.n_per_receiver.get(receiver, spec.n)
+                            points.append(Point(receiver, encoder, spec.dataset, spec.split, n, channel, csi,
                                                 snr, cbr, seed, spec.batch_size, spec.pilots,
                                                 canonical_json(options[receiver]), spec.save_images,
                                                 spec.per_image, spec.threads))

@@ -28,16 +28,19 @@ import torch
 from diffcomm.errors import DiffcommError
 from diffcomm.eval.grid import cbr_label
 from diffcomm.eval.plots import figure_bytes, iter_figures
-from diffcomm.eval.store import load_point_images, load_records
-from diffcomm.eval.summary import metric_value, panel_key, panel_title, results_table
+from diffcomm.eval.store import RECORD_FIELDS, load_point_images, load_records
+from diffcomm.eval.summary import metric_value, panel_key, panel_sizes, panel_title, results_table
 
 STYLE = """
-body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }
+body { font-family: sans-serif; margin: 1em 2em; color: #222; max-width: 1800px; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
-img.grid { image-rendering: pixelated; }
-figure { display: inline-block; margin: 0.5em; }
+img.grid { image-rendering: pixelated; max-width: 100%; }
+.scroll { overflow-x: auto; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 460px), 1fr)); gap: 0.5em; }
+figure { margin: 0; }
+figure img { width: 100%; height: auto; }
 .note { color: #555; font-size: 13px; }
 """
 
@@ -108,6 +111,7 @@ def _notes_html(records: list[dict[str, Any]]) -> str:
 
 def _image_grids(records: list[dict[str, Any]], results_path: Path) -> str:
     first_seed = min(r["seed"] for r in records)
+    sizes = panel_sizes(records)
     panels: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         if r["seed"] == first_seed and r.get("images"):
@@ -141,7 +145,8 @@ def _image_grids(records: list[dict[str, Any]], results_path: Path) -> str:
         for system in systems:
             row = "".join(f"<td>{cells.get((system, s), '-')}</td>" for s in snrs)
             rows.append(f"<tr><td>{_e(system)}</td>{row}</tr>")
-        parts.append(f"<h3>{_e(panel_title(key))}, seed {first_seed}</h3><table>{head}{''.join(rows)}</table>")
+        parts.append(f"<h3>{_e(panel_title(key, sizes.get(key)))}, seed {first_seed}</h3>"
+                     f"<div class='scroll'><table>{head}{''.join(rows)}</table></div>")
     return "".join(parts)
 
 
@@ -164,10 +169,15 @@ def render_report(records: list[dict[str, Any]], results_path: str | os.PathLike
         "<p class='note'>Metrics are means over the images of each point with 95% Student-t confidence "
         "intervals (± half-width). accuracy, fd_cls and kid_cls use diffcomm's own Fashion-MNIST classifier "
         "(FD-cls/KID-cls are Fréchet/kernel distances in its feature space, not FID/KID). "
-        "nfe: prior network evaluations per image.</p>",
+        "nfe: prior network evaluations per image. KID-cls is the unbiased estimator of the squared kernel "
+        "distance, so for two nearly identical sets it scatters around 0 and can be negative; a negative value "
+        "means 'indistinguishable at this sample size', not 'better than the originals'. Shaded bands are 95% "
+        "intervals clipped to each metric's valid range; a figure whose axis is on a log scale or clipped "
+        "because one system is far from the rest says so in its lower left corner.</p>",
         "<h2>Setup</h2>", _table(["setting", "value"], _setup_rows(records)), _notes_html(records),
-        "<h2>Results</h2>", _table(header, rows),
-        "<h2>Curves</h2>", "".join(figures) or "<p class='note'>No metric to plot.</p>",
+        "<h2>Results</h2>", f"<div class='scroll'>{_table(header, rows)}</div>",
+        "<h2>Curves</h2>", f"<div class='figures'>{''.join(figures)}</div>" if figures
+        else "<p class='note'>No metric to plot.</p>",
         "<h2>Reconstructions</h2>", _image_grids(records, results_path),
         "</body></html>",
     ])
@@ -181,7 +191,7 @@ def write_report(results_path: str | os.PathLike, out_dir: str | os.PathLike,
     results_path = Path(results_path)
     if not results_path.is_file():
         raise DiffcommError(f"results file {results_path} not found")
-    records = load_records(results_path, repair=False)
+    records = load_records(results_path, repair=False, required=RECORD_FIELDS)
     page = render_report(records, results_path, title)
     out = Path(out_dir) / "report.html"
     atomic_write_text(out, page)

@@ -34,7 +34,7 @@ import torch
 
 from diffcomm.errors import DiffcommError
 from diffcomm.eval.grid import DIGITAL, Plan, Point, derive_seed
-from diffcomm.eval.store import ResultsWriter, load_records, save_point_images
+from diffcomm.eval.store import RECORD_FIELDS, ResultsWriter, load_records, save_point_images
 
 BACKENDS = ("local", "ray")
 LMMSE_FIT_IMAGES = 10_000  # train images the LMMSE receiver's Gaussian prior is fitted to
@@ -266,8 +266,38 @@ def _safe_run_point(point: Point) -> PointOutput | tuple[str, str]:
         return ("error", str(exc))
 
 
-def _init_worker(threads: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when the process that started it ends, even by kill -9.
+
+    On Linux the kernel is asked to SIGKILL us when our parent dies (``prctl(PR_SET_PDEATHSIG)``
+    through ctypes); everywhere, a daemon thread also watches ``os.getppid()`` and exits the
+    process when it changes (the parent died and we were re-parented).
+    """
+    import ctypes
+    import signal
+    import threading
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the request above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="diffcomm-parent-watch", daemon=True).start()
+
+
+def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     torch.set_num_threads(threads)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,14 +312,44 @@ def check_backend(backend: str, workers: int, address: str | None) -> None:
         raise DiffcommError(f"--workers must be >= 1, got {workers}")
     if address is not None and backend != "ray":
         raise DiffcommError("--address needs --backend ray")
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise DiffcommError(f"--workers must be an integer, got {workers!r}")
     if backend == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
             raise DiffcommError("--backend ray needs Ray: pip install 'diffcomm[eval]'") from None
+        if address:
+            check_ray_address(address)
+
+
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (one line) when a Ray cluster address cannot be reached; ``ray.init`` would retry for minutes.
+
+    ``address``: ``host:port`` or ``ray://host:port`` (``auto`` and ``local`` are left to Ray).
+    """
+    if address in ("auto", "local"):
+        return
+    text = address.removeprefix("ray://")
+    host, sep, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+        if not sep or not host or not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise DiffcommError(f"--address {address!r} is not host:port (or ray://host:port)") from None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise DiffcommError(f"cannot reach the Ray cluster at {address} ({exc.strerror or type(exc).__name__}); "
+                            f"check --address or start the cluster with `ray start --head`") from None
 
 
 def _iterate_local(points: list[Point], workers: int, threads: int):
+    if not points:  # a finished grid: nothing to start
+        return
     if workers == 1 or len(points) == 1:
         for p in points:
             yield p, _safe_run_point(p)
@@ -299,7 +359,7 @@ def _iterate_local(points: list[Point], workers: int, threads: int):
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(points)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+                             initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(_safe_run_point, p): p for p in points}
         try:
             for fut in as_completed(futures):
@@ -310,6 +370,8 @@ def _iterate_local(points: list[Point], workers: int, threads: int):
 
 
 def _iterate_ray(points: list[Point], workers: int, address: str | None):
+    if not points:
+        return
     import logging
 
     import ray
@@ -352,7 +414,7 @@ def run_grid(plan: Plan, out: str | os.PathLike, workers: int = 1, backend: str 
     t0 = time.perf_counter()
     threads = plan.spec.threads
     with ResultsWriter(out) as writer:
-        existing = {r["key"]: r for r in load_records(out)}
+        existing = {r["key"]: r for r in load_records(out, required=RECORD_FIELDS)}
         _check_same_models(existing, plan.points, out)
         pending = [p for p in plan.points if p.key not in existing]
         reused = len(plan.points) - len(pending)

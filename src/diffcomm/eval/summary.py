@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,19 +55,49 @@ def metric_names(records: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def panel_key(record: dict[str, Any]) -> tuple:
-    """The setting a curve panel shows: (dataset, split, n, channel, csi, cbr)."""
-    return (record["dataset"], record["split"], record["n"], record["channel"], record["csi"], record["cbr"])
+    """The setting a curve panel shows: (dataset, split, channel, csi, cbr).
+
+    The number of images is not part of it: a system evaluated on more images (the digital
+    baseline, whose codec headers only amortise over many) shares the panel, labelled with its n.
+    """
+    return (record["dataset"], record["split"], record["channel"], record["csi"], record["cbr"])
 
 
-def panel_title(key: tuple) -> str:
-    dataset, split, n, channel, csi, cbr = key
-    return f"{channel}, CSI {csi}, CBR {cbr_label(cbr)} ({dataset} {split}, n={n})"
+def panel_sizes(records: Iterable[dict[str, Any]]) -> dict[tuple, Counter]:
+    """``{panel_key: Counter(n)}``: how many records of each image count a panel has."""
+    out: dict[tuple, Counter] = defaultdict(Counter)
+    for r in records:
+        out[panel_key(r)][r["n"]] += 1
+    return out
+
+
+def _common_n(sizes: Counter | None) -> int | None:
+    if not sizes:
+        return None
+    return max(sizes.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+
+
+def panel_title(key: tuple, sizes: Counter | None = None) -> str:
+    dataset, split, channel, csi, cbr = key
+    n = _common_n(sizes)
+    return f"{channel}, CSI {csi}, CBR {cbr_label(cbr)} ({dataset} {split}" + (f", n={n})" if n else ")")
+
+
+def series_label(record: dict[str, Any], sizes: Counter | None = None) -> str:
+    """A curve's name: the system, plus ``(n=N)`` when it used another image count than its panel."""
+    n = _common_n(sizes)
+    return record["system"] if n is None or record["n"] == n else f"{record['system']} (n={record['n']})"
 
 
 def curves(records: Iterable[dict[str, Any]], metric: str) -> dict[tuple, dict[str, list[tuple]]]:
-    """``{panel_key: {system: [(snr, mean, low, high, seeds), ...] sorted by SNR}}`` for ``metric``."""
+    """``{panel_key: {series: [(snr, mean, low, high, seeds), ...] sorted by SNR}}`` for ``metric``.
+
+    A series is a system (:func:`series_label`: with its n when it differs from the panel's).
+    """
     from diffcomm.metrics import mean_ci
 
+    records = list(records)
+    sizes = panel_sizes(records)
     grouped: dict[tuple, dict[str, dict[float, list]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in records:
         v = metric_value(r, metric)
@@ -76,7 +106,8 @@ def curves(records: Iterable[dict[str, Any]], metric: str) -> dict[tuple, dict[s
             std, n = (raw.get("std"), raw.get("n")) if isinstance(raw, dict) else (None, None)
             if n == 1:
                 std = 0.0
-            grouped[panel_key(r)][r["system"]][float(r["snr_db"])].append((*v, std, n))
+            key = panel_key(r)
+            grouped[key][series_label(r, sizes[key])][float(r["snr_db"])].append((*v, std, n))
     out: dict[tuple, dict[str, list[tuple]]] = {}
     for key, systems in grouped.items():
         out[key] = {}
@@ -121,21 +152,47 @@ def _fmt(v: tuple | None, digits: int) -> str:
     return f"{mean:.{digits}f} ±{(high - low) / 2:.{digits}f}"
 
 
+def transmitted(record: dict[str, Any]) -> str:
+    """What reached the receiver, for the table: ``all`` for the analog systems; for the digital
+    baseline ``all`` / ``62% of images`` / ``nothing: fallback`` (nothing fitted or decoded, every
+    image is the fallback grey)."""
+    digital = record.get("digital")
+    if not isinstance(digital, dict):
+        return "all"
+    if digital.get("config") is None:
+        return "nothing: fallback"
+    rate = digital.get("success_rate")
+    if not isinstance(rate, (int, float)):
+        return "?"
+    if rate >= 1:
+        return "all"
+    if rate <= 0:
+        return "nothing: fallback"
+    return f"{rate:.0%}, rest fallback"
+
+
 def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (one per record) for :func:`diffcomm.utils.format_table` and the HTML report.
 
-    Columns: system, channel, CSI, CBR, SNR, seed, PSNR/SSIM (mean ±95 % CI half-width), the
-    classifier metrics when any record has them, NFE per image and seconds per image.
+    Columns: system, channel, CSI, CBR, SNR, seed, images (when they differ between records),
+    PSNR/SSIM (mean ±95 % CI half-width), the classifier metrics when any record has them, what
+    was transmitted (when a digital record is present: a fallback is said in so many words),
+    NFE per image and seconds per image.
     """
     extra = [m for m in metric_names(records) if m not in ("psnr", "ssim")]
-    header = ["system", "channel", "csi", "cbr", "snr_db", "seed", "psnr", "ssim", *extra, "nfe", "s/img"]
+    show_n = len({r["n"] for r in records}) > 1
+    show_sent = any(isinstance(r.get("digital"), dict) for r in records)
+    header = ["system", "channel", "csi", "cbr", "snr_db", "seed", *(["n"] if show_n else []), "psnr", "ssim",
+              *extra, *(["sent"] if show_sent else []), "nfe", "s/img"]
     digits = {"psnr": 2, "ssim": 3, "accuracy": 3, "fd_cls": 2, "kid_cls": 4}
     rows = []
     order = sorted(records, key=lambda r: (r["dataset"], r["channel"], r["csi"], r["cbr"], r["system"],
                                            r["snr_db"], r["seed"]))
     for r in order:
         rows.append([r["system"], r["channel"], r["csi"], cbr_label(r["cbr"]), f"{r['snr_db']:g}", str(r["seed"]),
+                     *([str(r["n"])] if show_n else []),
                      _fmt(metric_value(r, "psnr"), 2), _fmt(metric_value(r, "ssim"), 3),
                      *[_fmt(metric_value(r, m), digits.get(m, 3)) for m in extra],
+                     *([transmitted(r)] if show_sent else []),
                      f"{r.get('nfe', 0):g}", f"{(r.get('seconds') or {}).get('per_image', float('nan')):.3f}"])
     return header, rows

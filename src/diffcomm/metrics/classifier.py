@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +24,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffcomm.errors import DiffcommError
-from diffcomm.training import TrainConfig, batch_indices, seeded_init, train
+from diffcomm.checks import bounds, dataclass_from_dict
+from diffcomm.training import TrainConfig, batch_indices, seeded_init, train, validate_training_config
 
 
 @dataclass
 class ClassifierConfig:
-    in_channels: int = 1
-    num_classes: int = 10
-    width: int = 32
-    feature_dim: int = 128
-    dropout: float = 0.3
+    in_channels: int = field(default=1, metadata=bounds(choices=(1, 3)))
+    num_classes: int = field(default=10, metadata=bounds(2, 100_000))
+    width: int = field(default=32, metadata=bounds(1, 1024))
+    feature_dim: int = field(default=128, metadata=bounds(1, 16384))
+    dropout: float = field(default=0.3, metadata=bounds(0, 1, high_open=True))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ClassifierConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return dataclass_from_dict(cls, d, "[model]")
 
 
 def _stage(cin: int, cout: int) -> nn.Sequential:
@@ -118,9 +118,7 @@ def run_classifier_training(config: dict[str, Any], out_dir: str | Path, progres
     """``diffcomm train classifier --config FILE``: train and report test accuracy."""
     from diffcomm.data import get_dataset
 
-    unknown = sorted(set(config) - {"model", "data", "train", "name", "description"})
-    if unknown:
-        raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train]")
+    validate_training_config("classifier", config)  # the one schema, before any work
     model_cfg = ClassifierConfig.from_dict(config.get("model", {}))
     train_cfg = TrainConfig.from_dict(config.get("train", {}))
     dataset = config.get("data", {}).get("dataset", "fashion-mnist")

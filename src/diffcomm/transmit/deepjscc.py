@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,25 +31,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from diffcomm.checks import bounds, dataclass_from_dict
 from diffcomm.errors import DiffcommError
 
 
 @dataclass
 class DeepJSCCConfig:
-    in_channels: int = 1
-    image_size: int = 28
-    cbr: float = 1 / 16
-    width: int = 32
-    channel: str = "awgn"           # training channel: "awgn" or "rayleigh" (block, perfect CSI)
-    snr_min_db: float = 0.0
-    snr_max_db: float = 20.0
+    in_channels: int = field(default=1, metadata=bounds(choices=(1, 3)))
+    image_size: int = field(default=28, metadata=bounds(4, 4096))
+    cbr: float = field(default=1 / 16, metadata=bounds(0, 1, low_open=True))
+    width: int = field(default=32, metadata=bounds(1, 1024))
+    channel: str = field(default="awgn", metadata=bounds(choices=("awgn", "rayleigh")))  # block, perfect CSI
+    snr_min_db: float = field(default=0.0, metadata=bounds(-50, 100))
+    snr_max_db: float = field(default=20.0, metadata=bounds(-50, 100))
+
+    def __post_init__(self) -> None:
+        if self.snr_min_db > self.snr_max_db:
+            raise DiffcommError(f"[model] snr_min_db ({self.snr_min_db}) is above snr_max_db ({self.snr_max_db})")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> DeepJSCCConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        return dataclass_from_dict(cls, d, "[model]")
 
     @property
     def latent_channels(self) -> int:
@@ -202,11 +207,9 @@ class JSCCTask:
 def run_jscc_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """``diffcomm train jscc --config FILE``."""
     from diffcomm.data import get_dataset
-    from diffcomm.training import TrainConfig, train
+    from diffcomm.training import TrainConfig, train, validate_training_config
 
-    unknown = sorted(set(config) - {"model", "data", "train", "name", "description"})
-    if unknown:
-        raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train]")
+    validate_training_config("jscc", config)  # the one schema, before any work
     model_cfg = DeepJSCCConfig.from_dict(config.get("model", {}))
     if model_cfg.channel not in ("awgn", "rayleigh"):
         raise DiffcommError(f"[model] channel must be 'awgn' or 'rayleigh', got {model_cfg.channel!r}")

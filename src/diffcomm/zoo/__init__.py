@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,9 +59,11 @@ def list_models(weights_dir: str | Path | None = None) -> dict[str, dict[str, An
     """Name -> config (JSON beside the weights) of every shipped model."""
     folder = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     out = {}
+    from diffcomm.checks import read_json_file
+
     for cfg_path in sorted(folder.glob("*.json")):
         if cfg_path.with_suffix(".safetensors").exists():
-            out[cfg_path.stem] = json.loads(cfg_path.read_text())
+            out[cfg_path.stem] = read_json_file(cfg_path, "model config")
     return out
 
 
@@ -84,7 +85,9 @@ def load_weights(path: str | Path, config: dict[str, Any] | None = None) -> nn.M
         cfg_path = path.with_suffix(".json")
         if not cfg_path.is_file():
             raise DiffcommError(f"no config {cfg_path} beside {path}; weights need their JSON config")
-        config = json.loads(cfg_path.read_text())
+        from diffcomm.checks import read_json_file
+
+        config = read_json_file(cfg_path, "model config")
     kind = config.get("kind")
     if kind not in BUILDERS:
         raise DiffcommError(f"{path}: unknown model kind {kind!r}; known kinds: {', '.join(BUILDERS)}")
@@ -92,6 +95,8 @@ def load_weights(path: str | Path, config: dict[str, Any] | None = None) -> nn.M
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise DiffcommError(f"cannot read weights {path}: {exc}") from None
+    if not isinstance(config.get("model"), dict):
+        raise DiffcommError(f"{path}: its config has no [model] table; weights need the config they were trained with")
     model = BUILDERS[kind](config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

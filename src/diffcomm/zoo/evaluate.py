@@ -122,18 +122,43 @@ def training_snapshots(log_path: Path) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def run_model_config(run: Path) -> dict[str, Any]:
+    """The ``model.json`` of a finished training run (one-line error when missing or malformed)."""
+    from diffcomm.checks import read_json_file
+
+    path = run / "model.json"
+    if not run.is_dir():
+        raise DiffcommError(f"training run folder {run} not found")
+    if not path.is_file():
+        raise DiffcommError(f"{path} not found; finish the training run first (rerun its train command)")
+    config = read_json_file(path, "model config")
+    for key, tp in (("kind", str), ("model", dict)):
+        if not isinstance(config.get(key), tp):
+            raise DiffcommError(f"model config {path} has no valid {key!r}; it was not written by diffcomm train")
+    return config
+
+
 def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | Path | None = None,
          docs_dir: str | Path = "docs/images", **options: Any) -> dict[str, Any]:
     """Evaluate a finished training run and copy it into the zoo with its record."""
     from diffcomm import zoo
+    from diffcomm.checks import check_output_path
 
     run = Path(run_dir)
     weights = run / "model.safetensors"
+    config = run_model_config(run)
     if not weights.is_file():
         raise DiffcommError(f"{weights} not found; finish the training run first (rerun its train command)")
-    config = json.loads(weights.with_suffix(".json").read_text())
-    model = zoo.load_weights(weights, config)
     kind = config["kind"]
+    if kind not in ("prior", "classifier", "jscc"):
+        raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
+    if not name or "/" in name or name.startswith("."):
+        raise DiffcommError(f"--name must be a plain model name like fmnist-prior, got {name!r}")
+    out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
+    check_output_path(out, "dir", what="zoo folder")
+    if kind == "prior":
+        check_output_path(docs_dir, "dir", what="docs folder")
+    model = zoo.load_weights(weights, config)
     if kind == "prior":
         grid = Path(docs_dir) / f"{name}-samples.png"
         metrics = evaluate_prior(model, zoo.load("fmnist-classifier"), grid_path=grid, **options)
@@ -148,7 +173,6 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
     config["snapshots"] = training_snapshots(run / "log.jsonl")
     config["recipe"] = str(recipe)
     config["command"] = f"diffcomm train {kind} --config {shlex.quote(str(recipe))} --out {shlex.quote(str(run))}"
-    out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     from diffcomm.training import save_model
 
