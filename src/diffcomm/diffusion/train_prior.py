@@ -116,7 +116,9 @@ def data_cfg_dataset(config: dict[str, Any]) -> str:
 def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """Build the task from a parsed config and train it (resumable)."""
     from diffcomm.data import get_dataset
+    from diffcomm.training import validate_training_config
 
+    validate_training_config("prior", config)
     unknown = sorted(set(config) - {"model", "data", "train", "snapshot", "name", "description"})
     if unknown:
         raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train], [snapshot]")
