@@ -175,8 +175,12 @@ def register_receiver(name: str, *, description: str, link: str = "any", csi: st
 
         @functools.wraps(fn)
         def checked(link, rx, prior=None, **kwargs: Any) -> ReceiverResult:
-            # Direct calls get the same one-line checks as decode(): link kind, CSI, option types and ranges.
+            # Every call (direct or through decode()) gets the same one-line checks: link kind, CSI, the
+            # received record, the prior, option types and ranges.
             spec.check_link(getattr(link, "kind", "nonlinear"), getattr(link, "csi", "perfect"))
+            check_received(link, rx, need_linear=spec.link == "linear", need_csi=spec.csi == "required", receiver=name)
+            if spec.prior == "denoiser":
+                check_prior(prior, name)
             for key in declared.keys() & kwargs.keys():
                 kwargs[key] = declared[key].check(name, key, kwargs[key])
             return fn(link, rx, prior, **kwargs)

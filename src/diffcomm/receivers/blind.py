@@ -43,8 +43,6 @@ from diffcomm.receivers.base import (
     Option,
     ReceiverResult,
     Timer,
-    check_prior,
-    check_received,
     complex_sq_norm,
     jscc_reconstruction,
     register_receiver,
@@ -101,8 +99,6 @@ def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa
                    sampler: str = "euler", eta: float = 1.0, semantic=None,
                    generator: torch.Generator | None = None) -> ReceiverResult:
     """Joint image / channel-gain posterior sampling without pilots; see the module docstring."""
-    check_received(link, rx, need_csi=False, receiver="blind")
-    check_prior(prior, "blind")
     if not getattr(link.channel, "block", True) or link.blocks != 1:
         raise DiffcommError("blind receiver needs block fading with one gain per frame; fast fading or several "
                             "coherence blocks are not identifiable without pilots, use --csi estimated")

@@ -48,15 +48,7 @@ from __future__ import annotations
 import torch
 
 from diffcomm.linalg import bmv
-from diffcomm.receivers.base import (
-    Option,
-    ReceiverResult,
-    Timer,
-    check_prior,
-    check_received,
-    model_space,
-    register_receiver,
-)
+from diffcomm.receivers.base import Option, ReceiverResult, Timer, check_received, model_space, register_receiver
 from diffcomm.receivers.guidance import SAMPLERS, CountingPrior, run_sampler, sampler_options
 
 F64 = torch.float64
@@ -96,8 +88,6 @@ def cddm_receiver(link, rx, prior, *, steps: int = 10, sampler: str = "heun", nu
     """
     from diffcomm.diffusion.schedules import sigma_grid
 
-    check_received(link, rx, need_linear=True, receiver="cddm")
-    check_prior(prior, "cddm")
     with Timer() as t:
         counted = CountingPrior(prior)
         system = model_space(link, rx, prior)

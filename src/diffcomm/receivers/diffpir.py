@@ -33,15 +33,7 @@ from collections.abc import Callable
 
 import torch
 
-from diffcomm.receivers.base import (
-    Option,
-    ReceiverResult,
-    Timer,
-    check_prior,
-    check_received,
-    model_space,
-    register_receiver,
-)
+from diffcomm.receivers.base import Option, ReceiverResult, Timer, model_space, register_receiver
 from diffcomm.receivers.guidance import SAMPLERS, CountingPrior, posterior_from_noise
 
 
@@ -75,8 +67,6 @@ def diffpir_receiver(link, rx, prior, *, steps: int = 100, lam: float = 1.0, zet
         >>> gen = torch.Generator().manual_seed(0)
         >>> res = diffpir_receiver(link, rx, prior, lam=1.0, zeta=1.0, generator=gen)   # doctest: +SKIP
     """
-    check_received(link, rx, need_linear=True, receiver="diffpir")
-    check_prior(prior, "diffpir")
     with Timer() as t:
         system = model_space(link, rx, prior)
         def make_denoiser(counted):

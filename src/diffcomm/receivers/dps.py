@@ -29,15 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from diffcomm.receivers.base import (
-    Option,
-    ReceiverResult,
-    Timer,
-    check_prior,
-    check_received,
-    complex_sq_norm,
-    register_receiver,
-)
+from diffcomm.receivers.base import Option, ReceiverResult, Timer, complex_sq_norm, register_receiver
 from diffcomm.receivers.guidance import SAMPLERS, dps_weight, gain_power, gradient_guided, posterior_from_noise
 
 
@@ -56,8 +48,6 @@ def dps_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: 
     ``eta`` (DDIM) set their stochasticity; ``semantic`` adds classifier guidance
     (:class:`diffcomm.receivers.semantic.SemanticGuidance`). NFE = network evaluations per image.
     """
-    check_received(link, rx, receiver="dps")
-    check_prior(prior, "dps")
     with Timer() as t:
         op = link.operator(rx)
 

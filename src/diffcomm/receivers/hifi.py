@@ -34,8 +34,6 @@ from diffcomm.receivers.base import (
     Option,
     ReceiverResult,
     Timer,
-    check_prior,
-    check_received,
     complex_sq_norm,
     decoder_snr,
     jscc_model,
@@ -79,8 +77,6 @@ def hifi_receiver(link, rx, prior, *, steps: int = 20, zeta: float = 1.0, kappa:
     """HiFi-DiffCom: DPS + confirming term + channel-matched start; see the module docstring."""
     from diffcomm.diffusion.schedules import sigma_grid
 
-    check_received(link, rx, receiver="hifi")
-    check_prior(prior, "hifi")
     model = jscc_model(link)
     with Timer() as t:
         counted = CountingPrior(prior)

@@ -39,15 +39,7 @@ from collections.abc import Callable
 
 import torch
 
-from diffcomm.receivers.base import (
-    Option,
-    ReceiverResult,
-    Timer,
-    check_prior,
-    check_received,
-    model_space,
-    register_receiver,
-)
+from diffcomm.receivers.base import Option, ReceiverResult, Timer, model_space, register_receiver
 from diffcomm.receivers.guidance import SAMPLERS, CountingPrior, batch_shape, posterior_from_noise
 
 
@@ -91,8 +83,6 @@ def pigdm_receiver(link, rx, prior, *, steps: int = 50, eta: float = 1.0, sigma_
         >>> gen = torch.Generator().manual_seed(0)
         >>> res = pigdm_receiver(link, rx, prior, steps=50, generator=gen)   # doctest: +SKIP
     """
-    check_received(link, rx, need_linear=True, receiver="pigdm")
-    check_prior(prior, "pigdm")
     if sigma_data is None:
         sigma_data = float(getattr(prior, "sigma_data", 1.0))
     with Timer() as t:
