@@ -63,6 +63,7 @@ from diffcomm.channels import (
     make_channel,
     normalize_power,
     pilot_sequence,
+    real_to_complex,
     snr_db_to_n0,
     symbols_for_cbr,
 )
@@ -70,6 +71,7 @@ from diffcomm.errors import DiffcommError
 from diffcomm.linalg import SVD, bmv, truncated_svd
 
 F64 = torch.float64
+DENSE_AUTO_MAX_N = 4096   # images up to this many values (64×64×1) use the dense path by default
 CSI_MODES = ("perfect", "estimated", "none")
 ESTIMATORS = ("ls", "lmmse")
 
@@ -144,8 +146,14 @@ class Link:
     # ---- bookkeeping ---------------------------------------------------------------------------
     @property
     def is_linear(self) -> bool:
+        """True for linear encoders: a dense ``matrix`` tensor, or a matrix-free one (``matrix_free = True`` with
+        ``apply_adjoint`` and ``pinv``, e.g. :class:`diffcomm.transmit.linear.Downsample`)."""
         enc = self.encoder
-        return bool(getattr(enc, "is_linear", False)) and torch.is_tensor(getattr(enc, "matrix", None))
+        if not getattr(enc, "is_linear", False):
+            return False
+        if getattr(enc, "matrix_free", False):
+            return callable(getattr(enc, "apply_adjoint", None)) and callable(getattr(enc, "pinv", None))
+        return torch.is_tensor(getattr(enc, "matrix", None))
 
     @property
     def kind(self) -> str:
@@ -250,9 +258,13 @@ class Link:
                       y_pilot=y_pilot, pilots=pilots)
         return (rx, ChannelTruth(h=h, z=z)) if return_truth else rx
 
-    def operator(self, rx: Received, h: torch.Tensor | None = None) -> LinkOperator:
-        """The noiseless link ``A = ĥ ⊙ g E`` the receiver sees for ``rx`` (``h`` overrides ``rx.h_hat``)."""
-        return LinkOperator(self, rx, h)
+    def operator(self, rx: Received, h: torch.Tensor | None = None, matrix_free: bool | None = None) -> LinkOperator:
+        """The noiseless link ``A = ĥ ⊙ g E`` the receiver sees for ``rx`` (``h`` overrides ``rx.h_hat``).
+
+        ``matrix_free``: None (default) picks the matrix-free path for encoders that offer one when the
+        image has more than :data:`DENSE_AUTO_MAX_N` values or no dense matrix; True / False force it.
+        """
+        return LinkOperator(self, rx, h, matrix_free=matrix_free)
 
     def forward(self, x: torch.Tensor, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
         """Noiseless, differentiable ``A(x) = ĥ ⊙ g E(x)``: complex ``(B, k)`` (= ``self.operator(rx, h)(x)``).
@@ -334,6 +346,22 @@ class LinkOperator:
       ``U = Q U_E``, ``s = |c| s_E``, ``Vᵀ = V_Eᵀ`` — no per-image SVD;
     - :meth:`pinv`: ``A⁺ y`` and :meth:`model_space`: the system of :class:`ModelSpaceSystem`.
 
+    **Matrix-free path** (``matrix_free``; chosen by default for encoders with ``matrix_free = True``
+    on images above :data:`DENSE_AUTO_MAX_N` values, e.g. downsampling a 512×512×3 photo). Per symbol
+    ``A`` multiplies ``E x`` by the complex ``c_j``; in reals that is the block ``R_j = [[Re c, −Im c],
+    [Im c, Re c]]``, so ``M = R E`` with ``R`` block-diagonal and ``Rᵀ`` the real form of ``c̄``. Then
+
+    - :meth:`adjoint`: ``Mᵀ v = Eᵀ complex_to_real(c̄ ⊙ v)`` (``encoder.apply_adjoint``);
+    - :meth:`pinv`: for an encoder of full row rank (``E E⁺ = I``) and invertible ``R`` (every
+      ``c_j ≠ 0``), ``M⁺ = Mᵀ(M Mᵀ)⁻¹ = E⁺ R⁻¹``, i.e. ``A⁺ y = E⁺ complex_to_real(y / c)``
+      (``encoder.pinv``). This covers AWGN and block fading (one ``c`` per image; for a shared
+      ``|c|`` it is the unitary-scaled pairing ``E⁺ Qᵀ / |c|`` of the shared-SVD path) and also fast
+      fading. Gains below the package's SVD cut-off relative to the largest (``max(2k, n)·eps``)
+      would make the dense pseudo-inverse drop those symbols; that case is refused with a one-line
+      error when no dense matrix can be built, and falls back to the dense SVD otherwise.
+    - :meth:`matrix`, :meth:`svd` and :meth:`model_space` still use the dense matrix, built lazily
+      when the encoder can give one (a one-line error otherwise).
+
     Example:
         >>> link = make_link("gaussian", (1, 8, 8), "1/4", "rayleigh", 20.0)
         >>> rx = link.transmit(torch.rand(3, 1, 8, 8), generator=torch.Generator().manual_seed(0))
@@ -342,12 +370,23 @@ class LinkOperator:
         (torch.Size([3, 32, 64]), torch.Size([3, 32]))
     """
 
-    def __init__(self, link: Link, rx: Received, h: torch.Tensor | None = None):
+    def __init__(self, link: Link, rx: Received, h: torch.Tensor | None = None, matrix_free: bool | None = None):
         self.link, self.rx = link, rx
         self.coefficients = link._coefficients(rx, h, "operator")      # complex (B or 1, k)
         self.batch = rx.batch
         self._matrix: torch.Tensor | None = None
         self._svd: SVD | None = None
+        enc = link.encoder
+        offers = link.is_linear and bool(getattr(enc, "matrix_free", False))
+        if matrix_free is None:
+            matrix_free = offers and (link.n > DENSE_AUTO_MAX_N or not getattr(enc, "has_matrix", True))
+        elif matrix_free and not offers:
+            raise DiffcommError(f"operator: encoder {getattr(enc, 'name', '?')!r} has no matrix-free path "
+                                f"(it needs matrix_free = True, apply_adjoint and pinv)")
+        self.matrix_free = bool(matrix_free)
+
+    def _has_dense(self) -> bool:
+        return bool(getattr(self.link.encoder, "has_matrix", True))
 
     @property
     def is_linear(self) -> bool:
@@ -370,6 +409,9 @@ class LinkOperator:
         Built once in float64 (the precision of :meth:`svd`) and cast.
         """
         self.link._need_linear("matrix")
+        if not self._has_dense():
+            raise DiffcommError(f"operator.matrix: a dense {2 * self.link.k}x{self.link.n} matrix is too large for "
+                                f"this image; the matrix-free operator offers op(x), adjoint and pinv")
         if self._matrix is None:
             link = self.link
             c = self._coef().to(torch.complex128)
@@ -382,12 +424,18 @@ class LinkOperator:
         return self._matrix.to(dtype)
 
     def adjoint(self, v: torch.Tensor) -> torch.Tensor:
-        """``Mᵀ v`` for real ``v`` ``(B, 2k)`` -> float64 ``(B, n)``."""
+        """``Mᵀ v`` for real ``v`` ``(B, 2k)`` -> float64 ``(B, n)`` (matrix-free: ``Eᵀ complex_to_real(c̄ ⊙ v)``)."""
+        if self.matrix_free:
+            w = real_to_complex(v.to(F64)) * self._coef().to(torch.complex128).conj()
+            return self.link.encoder.apply_adjoint(complex_to_real(w))
         return bmv(self.matrix(F64).transpose(-1, -2), v.to(F64))
 
     def svd(self) -> SVD:
         """Truncated float64 SVD of :meth:`matrix` (cached; shared-factor fast path, see the class docstring)."""
         self.link._need_linear("svd")
+        if not self._has_dense():
+            raise DiffcommError(f"operator.svd: the {2 * self.link.k}x{self.link.n} link matrix is too large for an "
+                                f"SVD; the matrix-free operator offers op(x), adjoint and pinv")
         if self._svd is None:
             c = self._coef().to(torch.complex128)
             mag = c.abs()
@@ -417,10 +465,30 @@ class LinkOperator:
             raise DiffcommError(f"pinv: y has batch {y.shape[0]} but rx has {self.batch}")
         if not torch.isfinite(torch.view_as_real(y)).all():
             raise DiffcommError("pinv: y contains NaN or inf")
+        if self.matrix_free:
+            x = self._pinv_matrix_free(y)
+            if x is not None:
+                return x.to(torch.float32).reshape(-1, *link.shape)
         f = self.svd()
         v = complex_to_real(y.to(torch.complex128))
         x = bmv(f.vh.transpose(-1, -2), f.s_inv * bmv(f.u.transpose(-1, -2), v))
         return x.to(torch.float32).reshape(-1, *link.shape)
+
+    def _pinv_matrix_free(self, y: torch.Tensor) -> torch.Tensor | None:
+        """``E⁺ complex_to_real(y / c)`` (float64 ``(B, n)``), or None to fall back to the dense SVD when some
+        gain is below the cut-off and a dense matrix exists (see the class docstring)."""
+        link, enc = self.link, self.link.encoder
+        c = self._coef().to(torch.complex128)
+        mag = c.abs()
+        tol = max(2 * link.k, link.n) * torch.finfo(F64).eps * mag.amax(1, keepdim=True)
+        small = (mag <= tol).any(1)
+        if bool(small.any()) or not bool(getattr(enc, "full_row_rank", True)):
+            if self._has_dense():
+                return None
+            raise DiffcommError(f"pinv: {int(small.sum())} image(s) have channel gains below the SVD cut-off on a "
+                                f"{2 * link.k}x{link.n} link too large for a dense SVD; the matrix-free "
+                                f"pseudo-inverse needs every per-symbol gain non-zero")
+        return enc.pinv(complex_to_real(y.to(torch.complex128) / c))
 
     def model_space(self, scale: float = 2.0, offset: float = -1.0) -> ModelSpaceSystem:
         """The system ``y_m = A_m x_m + n`` for a prior on ``x_m = scale·x + offset`` (shipped priors: 2x − 1).

@@ -10,7 +10,18 @@ digits8            ``sklearn.datasets.load_digits``   (1, 8, 8)     1,437 / 360 
 natural-patches    photos in skimage/sklearn/mpl      (3, 32, 32)   split by photo, see
                                                                     :mod:`diffcomm.data.natural`
 cifar-10           user folder ``$DIFFCOMM_CIFAR10``  (3, 32, 32)   50,000 / 10,000 (official)
+folder             user photo folder                  (3, p, p)     split by photo: every 5th photo
+                   ``$DIFFCOMM_IMAGE_FOLDER``                       is test; ``p`` = patch (32)
 =================  =================================  ============  =============================
+
+**Datasets a user has on disk** are named by a spec string, so a training config needs only
+``[data] dataset = "..."``: ``"cifar-10"`` (alias ``"cifar10"``) reads ``$DIFFCOMM_CIFAR10``,
+``"cifar-10:PATH"`` the ``cifar-10-batches-py`` folder at PATH; ``"folder"`` reads
+``$DIFFCOMM_IMAGE_FOLDER``, ``"folder:PATH"`` the photos under PATH (Kodak, CLIC, DIV2K, ... as
+PNG/JPEG), cut into ``patch``-square crops (default 32; ``patch=0`` keeps whole photos of one size),
+``per_image`` per photo (default 256), options after ``?``: ``"folder:~/kodak?patch=64&per_image=32"``.
+The same options may be passed to :func:`get_dataset` as keywords (``path=``, ``patch=``,
+``per_image=``). See :func:`diffcomm.data.formats.load_folder_patches` for the crops and split.
 
 All images are float32 in [0, 1], shape (N, C, H, W); labels are int64 (N,).
 
@@ -42,6 +53,7 @@ DIGIT_CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
 FASHION_MNIST_DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_ENV = "DIFFCOMM_FASHION_MNIST"
 CIFAR10_ENV = "DIFFCOMM_CIFAR10"
+IMAGE_FOLDER_ENV = "DIFFCOMM_IMAGE_FOLDER"
 _FASHION_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                   "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -159,20 +171,33 @@ def _natural(split: str) -> Dataset:
     return Dataset(x, labels, names, "natural-patches", split)
 
 
-def _cifar_root() -> Path:
-    root = os.environ.get(CIFAR10_ENV)
+def _cifar_root(path: str | None = None) -> Path:
+    root = path or os.environ.get(CIFAR10_ENV)
     if not root:
         raise DiffcommError(f"cifar-10 is not shipped; download cifar-10-python.tar.gz, extract it and set "
                             f"{CIFAR10_ENV} to the cifar-10-batches-py folder")
     return Path(root).expanduser()
 
 
-def _cifar(split: str) -> Dataset:
+def _cifar(split: str, path: str | None = None) -> Dataset:
     from diffcomm.data.formats import load_cifar10
 
     _check_split(split)
-    x, y, classes = load_cifar10(_cifar_root(), split)
+    x, y, classes = load_cifar10(_cifar_root(path), split)
     return Dataset(x, y, classes, "cifar-10", split)
+
+
+def _folder(split: str, path: str | None = None, patch: int = 32, per_image: int | None = None) -> Dataset:
+    from diffcomm.data.formats import FOLDER_PER_IMAGE, load_folder_patches
+
+    root = path or os.environ.get(IMAGE_FOLDER_ENV)
+    if not root:
+        raise DiffcommError(f"dataset 'folder' needs a photo folder: use dataset = \"folder:PATH\" or set "
+                            f"{IMAGE_FOLDER_ENV}")
+    x, files = load_folder_patches(root, split, size=patch, per_image=per_image or FOLDER_PER_IMAGE)
+    names = tuple(dict.fromkeys(files))
+    labels = torch.tensor([names.index(f) for f in files], dtype=torch.int64)
+    return Dataset(x, labels, names, "folder", split)
 
 
 def _simple(name: str, loader, classes: tuple[str, ...]):
@@ -188,20 +213,65 @@ _REGISTRY = {
     "digits8": _simple("digits8", load_digits8, DIGIT_CLASSES),
     "natural-patches": _natural,
     "cifar-10": _cifar,
+    "folder": _folder,
 }
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)
+_ALIASES = {"cifar10": "cifar-10"}
+_SPEC_OPTIONS = {"cifar-10": (), "folder": ("patch", "per_image")}
 
 
-def get_dataset(name: str, split: str = "train") -> Dataset:
+def parse_dataset_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"folder:~/kodak?patch=64&per_image=8"`` -> ``("folder", {"path": "~/kodak", "patch": 64, "per_image": 8})``.
+
+    Plain names come back with no options; ``cifar10`` is an alias of ``cifar-10``. Only ``cifar-10``
+    and ``folder`` take a path (and only ``folder`` options); anything else is a one-line error.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise DiffcommError(f"dataset must be a name, got {spec!r}")
+    name, sep, rest = spec.partition(":")
+    name = _ALIASES.get(name, name)
+    if not sep:
+        return name, {}
+    if name not in _SPEC_OPTIONS:
+        raise DiffcommError(f"dataset {name!r} takes no path; only {', '.join(_SPEC_OPTIONS)} read a user folder "
+                            f"(e.g. \"folder:~/kodak\")")
+    path, _, query = rest.partition("?")
+    if not path:
+        raise DiffcommError(f"dataset {spec!r} has an empty path after ':'")
+    options: dict[str, Any] = {"path": path}
+    for item in filter(None, query.split("&")):
+        key, eq, value = item.partition("=")
+        if key not in _SPEC_OPTIONS[name] or not eq:
+            raise DiffcommError(f"dataset option {item!r} is not one of "
+                                f"{', '.join(o + '=N' for o in _SPEC_OPTIONS[name]) or 'none'} for {name}")
+        try:
+            options[key] = int(value)
+        except ValueError:
+            raise DiffcommError(f"dataset option {key} must be an integer, got {value!r}") from None
+    return name, options
+
+
+def get_dataset(name: str, split: str = "train", **options: Any) -> Dataset:
     """Load a named dataset split: ``(images, labels, classes, name, split)`` (a NamedTuple).
 
     Names: ``fashion-mnist``, ``mnist-subset``, ``digits8``, ``natural-patches`` (labels are the
-    source photo's index in ``classes``; split may also be ``"all"``) and ``cifar-10`` (needs
-    ``$DIFFCOMM_CIFAR10``). Unknown names raise :class:`DiffcommError` listing the valid ones.
+    source photo's index in ``classes``; split may also be ``"all"``), ``cifar-10`` (needs
+    ``$DIFFCOMM_CIFAR10`` or a path) and ``folder`` (photo patches; ``$DIFFCOMM_IMAGE_FOLDER`` or a
+    path; labels index the source photo), or a spec string such as ``"folder:~/kodak?patch=64"``
+    (see the module docstring); ``options`` (``path``, ``patch``, ``per_image``) override the spec's.
+    Unknown names raise :class:`DiffcommError` listing the valid ones.
     """
-    if name not in _REGISTRY:
+    base, spec_options = parse_dataset_spec(name)
+    if base not in _REGISTRY:
         raise DiffcommError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    return _REGISTRY[name](split)
+    options = {**spec_options, **{k: v for k, v in options.items() if v is not None}}
+    allowed = ("path", *_SPEC_OPTIONS.get(base, ())) if base in _SPEC_OPTIONS else ()
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise DiffcommError(f"dataset {base} takes no option {', '.join(bad)}")
+    if options.get("path") is not None:
+        options["path"] = str(options["path"])
+    return _REGISTRY[base](split, **options)
 
 
 _HOW = {
@@ -210,6 +280,7 @@ _HOW = {
     "digits8": "pip install scikit-learn",
     "natural-patches": "pip install scikit-image scikit-learn matplotlib",
     "cifar-10": f"extract cifar-10-python.tar.gz and set {CIFAR10_ENV} to cifar-10-batches-py",
+    "folder": f"set {IMAGE_FOLDER_ENV} to a folder of photos, or name it: dataset = \"folder:PATH\"",
 }
 _SOURCE = {
     "fashion-mnist": "Fashion-MNIST IDX files (Xiao et al. 2017)",
@@ -217,6 +288,7 @@ _SOURCE = {
     "digits8": "sklearn.datasets.load_digits(): 1,797 8x8 digits",
     "natural-patches": "random 32x32 crops of photos shipped by skimage/sklearn/matplotlib",
     "cifar-10": "CIFAR-10 python batches from a user folder (pickles; restricted unpickler)",
+    "folder": "32x32 crops of the photos in a user folder (Kodak-style), split by photo",
 }
 
 
@@ -226,6 +298,7 @@ def dataset_info(name: str) -> dict[str, Any]:
     Keys: name, source, available (bool), how (how to get it), error (why unavailable, or None),
     splits ({split: size}), shape ([C, H, W]), classes (list of names).
     """
+    name, _ = parse_dataset_spec(name)
     if name not in _REGISTRY:
         raise DiffcommError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     info: dict[str, Any] = {"name": name, "source": _SOURCE[name], "available": False, "how": _HOW[name],

@@ -164,3 +164,79 @@ def load_image_folder(root: str | os.PathLike, mode: str = "RGB",
     if len(shapes) > 1:
         raise DiffcommError(f"images in {root} have {len(shapes)} different sizes; pass size=(H, W) to resize")
     return torch.cat(images), torch.tensor(labels, dtype=torch.int64), classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Photo folders (Kodak-style): every image of a folder, split by photo, cut into square patches
+
+FOLDER_TEST_EVERY = 5      # photo i (sorted path order) is a test photo when i % 5 == 0
+FOLDER_PER_IMAGE = 256     # patches per photo by default
+
+
+def photo_folder_files(root: str | os.PathLike) -> list[Path]:
+    """Every readable image file under ``root`` (recursive, sorted path order, hidden files skipped)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DiffcommError(f"image folder {root} does not exist; pass a folder of photos (PNG, JPEG, ...)")
+    exts = _image_extensions()
+    files = [f for f in sorted(root.rglob("*")) if f.is_file() and f.suffix.lower() in exts
+             and not any(part.startswith(".") for part in f.relative_to(root).parts)]
+    if not files:
+        raise DiffcommError(f"no readable images under {root}; supported: .png, .jpg, .webp, ...")
+    return files
+
+
+def folder_split(files: list[Path], split: str) -> list[Path]:
+    """The photos of a split, **by photo**: test = every :data:`FOLDER_TEST_EVERY`-th file (index 0, 5, ...),
+    train = the rest, all = every file. A folder of one photo has no training photos (a one-line error)."""
+    if split == "all":
+        return list(files)
+    if split not in ("train", "test"):
+        raise DiffcommError(f"image-folder split must be 'train', 'test' or 'all', got {split!r}")
+    chosen = [f for i, f in enumerate(files) if (i % FOLDER_TEST_EVERY == 0) == (split == "test")]
+    if not chosen:
+        raise DiffcommError(f"the image folder has {len(files)} photo(s), none for the {split} split "
+                            f"(test = every {FOLDER_TEST_EVERY}th photo); add photos or use split 'all'")
+    return chosen
+
+
+def load_folder_patches(root: str | os.PathLike, split: str = "train", size: int = 32,
+                        per_image: int = FOLDER_PER_IMAGE, seed: int = 0,
+                        mode: str = "RGB") -> tuple[torch.Tensor, list[str]]:
+    """Square ``size`` patches of the photos in a folder (Kodak/CLIC/DIV2K style), split by photo.
+
+    Returns ``(patches float32 (N, C, size, size) in [0, 1], the source file of each patch)`` with
+    ``N = per_image × photos``, grouped by photo in sorted path order. Photos are converted to
+    ``mode`` (``"RGB"`` or ``"L"``). Crops are the uniform random corners of
+    :func:`diffcomm.data.natural.crop_corners`, seeded by ``(seed, file name)``: the same files give
+    the same (fixed) patches every run, a training set of random crops that a test set never
+    overlaps (different photos). ``size = 0`` keeps whole photos instead (they must share one size).
+    A photo smaller than ``size`` is a one-line error.
+    """
+    from diffcomm.data.natural import crop_corners
+
+    if mode not in ("RGB", "L"):
+        raise DiffcommError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise DiffcommError(f"patch size must be a non-negative integer (0 = whole photos), got {size!r}")
+    if isinstance(per_image, bool) or not isinstance(per_image, int) or per_image < 1:
+        raise DiffcommError(f"per_image must be a positive integer, got {per_image!r}")
+    root = Path(root).expanduser()
+    files = folder_split(photo_folder_files(root), split)
+    patches, names = [], []
+    for f in files:
+        x = pil_to_tensor(open_image(f), mode)[0]                       # (C, H, W) float32
+        name = str(f.relative_to(root))
+        if size == 0:
+            patches.append(x)
+            names.append(name)
+            continue
+        _, h, w = x.shape
+        if size > min(h, w):
+            raise DiffcommError(f"patch size {size} exceeds photo {name} ({h}x{w}); use patch <= {min(h, w)}")
+        for r, c in crop_corners(name, h, w, size, per_image, seed).tolist():
+            patches.append(x[:, r:r + size, c:c + size])
+        names += [name] * per_image
+    if len({tuple(p.shape) for p in patches}) > 1:
+        raise DiffcommError(f"photos in {root} have different sizes; use a patch size (patch = 32) to crop them")
+    return torch.stack(patches).contiguous(), names

@@ -25,7 +25,7 @@ Algorithm (per image):
    receiver); ``estimate_noise=True`` also estimates it from the residual.
 
 It decodes without CSI (registered with ``csi="none"``); given a link with CSI it refuses rather
-than silently ignore it. **Step bound**: DPS's weight with N0 floored at 10⁻³.
+than silently ignore it. **Step bound**: DPS's weight with N0/|ĥ|² floored at 10^-2.5 (25 dB).
 
 Example:
     >>> res = blind_receiver(link, rx, zoo.load("fmnist-prior"))   # doctest: +SKIP

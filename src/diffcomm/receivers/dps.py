@@ -17,7 +17,7 @@ which any sampler runs; with the default Euler sampler on an EDM σ grid (Karras
 is DiffCom's CSI-adaptive, annealed step γ_i = ζ (σ_i − σ_{i+1}) σ_i / (N0 + ρ_i²). ζ = 1 is the
 plain posterior ODE; ζ > 1 sharpens data consistency, as DPS's tuned step does; κ scales ρ.
 
-**Step bound.** N0 is floored at N0_floor = 10⁻³ (30 dB; :func:`~diffcomm.receivers.guidance.dps_weight`),
+**Step bound.** N0/|ĥ|² is floored at N0_floor = 10^-2.5 (25 dB; :func:`~diffcomm.receivers.guidance.dps_weight`),
 so the step is at most ζ σ²(1 + σ²)/κ at every SNR and does not overshoot as N0 → 0.
 
 Example:

@@ -12,14 +12,14 @@ Guide Diffusion Posterior Sampling", 2024, §IV), on top of the DPS likelihood t
    so the sample stays where the JSCC decoder "agrees" with what was received.
 2. **Channel-matched start**: instead of pure noise at σ_max, start at
    x_{σ*} = x_jscc + σ* ε with σ* = c · 10^(−SNR/20) (the schedule level whose SNR matches the
-   channel SNR, as in CDDM; the SNR capped at 30 dB like the likelihood's N0, :func:`start_sigma`),
+   channel SNR, as in CDDM; the SNR capped at 25 dB like the likelihood's N0, :func:`start_sigma`),
    and run ``steps`` levels from σ* (:func:`~diffcomm.diffusion.schedules.sigma_grid`: a start at or
    below the prior's σ_min is a single denoising step, never repeated levels).
 
 Both terms form one conditional denoiser (:func:`~diffcomm.receivers.guidance.gradient_guided`)
 that any sampler runs (default Euler, as DiffCom).
 
-**Step bound.** The weight is DPS's, with N0 floored at 10⁻³ (30 dB), so at most ζ σ²(1 + σ²)/κ;
+**Step bound.** The weight is DPS's, with N0/|ĥ|² floored at 10^-2.5 (25 dB), so at most ζ σ²(1 + σ²)/κ;
 the confirming term's weight λ·max(N0, N0_floor) shrinks with the noise down to the floor.
 
 Example:
@@ -56,7 +56,7 @@ def start_sigma(snr_db: float, scale: float, sigma_max: float) -> float:
     """σ* = c·10^(−min(SNR, SNR_floor)/20) = c·sqrt(max(N0, N0_floor)) in model space, at most σ_max.
 
     The SNR is capped where the likelihood's N0 is floored (:data:`~diffcomm.receivers.guidance.N0_FLOOR`,
-    30 dB): a start far below that leaves the sampler nothing to refine (at 60 dB σ* would be 10⁻³,
+    25 dB): a start far below that leaves the sampler nothing to refine (at 60 dB σ* would be 10⁻³,
     under the prior's σ_min, and the output fell back towards the DeepJSCC decoder's).
     """
     n0 = max(10 ** (-snr_db / 10), N0_FLOOR)

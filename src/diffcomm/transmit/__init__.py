@@ -6,7 +6,9 @@ to a factory ``factory(shape, cbr, seed, **options) -> encoder``. Add an encoder
 the factory then also receives ``name=`` (the full name asked for).
 
 Every encoder has ``k`` (complex symbols per image), ``shape`` ``(C, H, W)`` and ``name``; linear
-ones (``is_linear = True``) also ``matrix`` (real ``(2k, n)``) and ``decode_pinv``.
+ones (``is_linear = True``) also ``matrix`` (real ``(2k, n)``) and ``decode_pinv``; matrix-free linear
+ones (``matrix_free = True``: :class:`Downsample`) also ``apply_adjoint`` and ``pinv`` and build ``matrix``
+lazily, only for images small enough (``has_matrix``).
 
 Example:
     >>> enc = make_encoder("gaussian", (1, 28, 28), "1/16", seed=0)

@@ -10,7 +10,9 @@ exact pseudo-inverse and, under a Gaussian prior, an exact posterior (see
 * :class:`GaussianProjection`: i.i.d. ``N(0, 1/n)`` entries (rows of expected norm 1), the
   compressed-sensing measurement of Candès & Tao (2006); seeded, so transmitter and receiver share E.
 * :class:`Downsample`: area averaging to a ``C × h' × w'`` grid with ``C h' w' = 2k``
-  (``F.adaptive_avg_pool2d`` windows), the "downsampling" degradation of DDRM/DDNM.
+  (``F.adaptive_avg_pool2d`` windows), the "downsampling" degradation of DDRM/DDNM. It is
+  matrix-free (separable forward, adjoint and pseudo-inverse), so it codes images of any size; its
+  dense matrix is built lazily, only when small enough.
 
 Example:
     >>> enc = make_encoder("downsample", (1, 28, 28), "1/8")
@@ -182,24 +184,46 @@ def _pool_matrix_1d(size: int, out: int) -> torch.Tensor:
 
 
 class Downsample(LinearEncoder):
-    """Area downsampling to a ``C × h' × w'`` grid of ``2k`` reals, as an exact dense matrix.
+    """Area downsampling to a ``C × h' × w'`` grid of ``2k`` reals, applied without a dense matrix.
 
     The grid is the factor pair of ``2k / C`` closest to the image aspect ratio
-    (:func:`downsample_grid`). The matrix applies ``F.adaptive_avg_pool2d`` windows; it is built from
-    the pooling of identity basis vectors (separably: ``kron(P_h, P_w)`` per channel, which equals
-    2-D adaptive average pooling because each window is a rectangle). When ``h'`` divides H and ``w'``
-    divides W, ``E^+ E x`` is the block-average image upsampled by repetition.
+    (:func:`downsample_grid`). The encoder is ``E = I_C ⊗ P_h ⊗ P_w`` with ``P_h`` ``(h', H)`` and
+    ``P_w`` ``(w', W)`` the 1-D ``F.adaptive_avg_pool1d`` windows (2-D adaptive average pooling is
+    separable because each window is a rectangle), so every operation is matrix-free and works on
+    any image size (a 512×512×3 photo at CBR 1/16 would need a dense 98,304 × 786,432 matrix):
+
+    * forward ``E x``: ``F.adaptive_avg_pool2d`` (area averaging, exactly what the matrix encodes);
+    * :meth:`apply_adjoint` ``Eᵀ v = P_hᵀ V P_w`` per channel: each output spread back over its window
+      with weight ``1/|window|``;
+    * :meth:`pinv` ``E⁺ v = P_h⁺ V P_w⁺ᵀ`` (the pseudo-inverse of a Kronecker product is the product of
+      the pseudo-inverses). ``P_h`` has full row rank (window starts strictly increase), so
+      ``P_h⁺ = P_hᵀ (P_h P_hᵀ)⁻¹``; for non-overlapping windows (``h'`` divides H) ``P_h P_hᵀ`` is
+      diagonal and ``E⁺ E x`` is the block-average image upsampled by repetition. ``E`` has full row
+      rank ``2k``, which is what lets :class:`diffcomm.link.LinkOperator` invert ``A = D_c E`` as
+      ``E⁺ D_c⁻¹`` without a matrix. Where the grid does not divide the image (e.g. 160×160 at CBR 1/16
+      gets a 50×64 grid) the adaptive windows overlap and the minimum-norm ``E⁺ v`` is not a
+      block-constant image: exact, but it can look much worse than on dividing sizes.
+
+    The dense ``(2k, n)`` :attr:`matrix` (and the cached float64 :attr:`svd`) stay available, built
+    lazily on first use, when ``2k·n <=`` :data:`MAX_MATRIX_ENTRIES`; beyond that they raise a
+    one-line error and only the matrix-free methods apply. ``matrix_free = True`` tells the link.
 
     Example:
         >>> Downsample((1, 28, 28), k=49).grid
         (7, 14)
+        >>> Downsample((3, 512, 512), k=49152).grid       # CBR 1/16 on a colour photo: no dense matrix
+        (128, 256)
     """
 
+    matrix_free = True
+
     def __init__(self, shape: tuple[int, int, int], k: int):
+        nn.Module.__init__(self)
         shape = check_shape(shape)
         c, h, w = shape
         n = math.prod(shape)
-        _check_k(k, n, "downsample")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise DiffcommError(f"downsample: k must be a positive int (complex symbols per image), got {k!r}")
         grid = downsample_grid(shape, k)
         if grid is None:
             why = (f"2k={2 * k} is not a multiple of C={c}" if (2 * k) % c
@@ -207,7 +231,60 @@ class Downsample(LinearEncoder):
             valid = valid_downsample_cbrs(shape, k)
             raise DiffcommError(f"downsample: k={k} does not give a pixel grid ({why}); "
                                 f"valid CBRs nearby: {', '.join(valid) or 'none'}")
+        self.shape, self.n, self.k, self.name, self.grid = shape, n, k, "downsample", grid
         a, b = grid
-        per_channel = torch.kron(_pool_matrix_1d(h, a), _pool_matrix_1d(w, b))  # (a b, h w)
-        super().__init__(torch.block_diag(*([per_channel] * c)), shape, "downsample")
-        self.grid = grid
+        ph, pw = _pool_matrix_1d(h, a), _pool_matrix_1d(w, b)
+        self.register_buffer("pool_h", ph)                                  # (h', H) float64
+        self.register_buffer("pool_w", pw)                                  # (w', W)
+        self.register_buffer("pinv_h", torch.linalg.pinv(ph))               # (H, h') = P_hᵀ (P_h P_hᵀ)⁻¹
+        self.register_buffer("pinv_w", torch.linalg.pinv(pw))               # (W, w')
+        self._dense: torch.Tensor | None = None
+        self._pinv: torch.Tensor | None = None
+        self._rank: int | None = 2 * k                                      # full row rank (see the docstring)
+
+    @property
+    def has_matrix(self) -> bool:
+        """True when the dense ``(2k, n)`` matrix is small enough to build (``2k·n <= MAX_MATRIX_ENTRIES``)."""
+        return 2 * self.k * self.n <= MAX_MATRIX_ENTRIES
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The dense float32 ``(2k, n)`` matrix of ``E`` (``block_diag`` of ``kron(P_h, P_w)``), built once on
+        first use; a one-line error for images too large for it (use the matrix-free methods)."""
+        if not self.has_matrix:
+            raise DiffcommError(f"downsample: a dense {2 * self.k}x{self.n} matrix is too large "
+                                f"(> {MAX_MATRIX_ENTRIES:,} entries); this image needs the matrix-free path "
+                                f"(forward, apply_adjoint, pinv)")
+        if self._dense is None or self._dense.device != self.pool_h.device:
+            per_channel = torch.kron(self.pool_h, self.pool_w)                # (h' w', H W)
+            self._dense = torch.block_diag(*([per_channel] * self.shape[0])).to(torch.float32).contiguous()
+        return self._dense
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels ``(B, C, H, W)`` -> complex64 symbols ``(B, k)``: ``F.adaptive_avg_pool2d`` to the grid."""
+        self._check_x(x)
+        return real_to_complex(F.adaptive_avg_pool2d(x.to(torch.float32), self.grid).flatten(1))
+
+    def _grid_values(self, v: torch.Tensor, who: str) -> torch.Tensor:
+        if not torch.is_tensor(v) or v.is_complex() or not v.is_floating_point() or v.ndim != 2 \
+                or v.shape[1] != 2 * self.k:
+            got = (v.dtype, tuple(v.shape)) if torch.is_tensor(v) else type(v).__name__
+            raise DiffcommError(f"downsample.{who}: expected real (B, {2 * self.k}), got {got}")
+        return v.reshape(v.shape[0], self.shape[0], *self.grid)
+
+    def apply_adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """``Eᵀ v`` for reals ``v`` ``(B, 2k)`` -> ``(B, n)`` in ``v``'s dtype (``P_hᵀ V P_w`` per channel)."""
+        g = self._grid_values(v, "apply_adjoint")
+        ph, pw = self.pool_h.to(v.dtype), self.pool_w.to(v.dtype)
+        return torch.einsum("ah,ncab,bw->nchw", ph, g, pw).flatten(1)
+
+    def pinv(self, v: torch.Tensor) -> torch.Tensor:
+        """``E⁺ v`` for reals ``v`` ``(B, 2k)`` -> ``(B, n)`` in ``v``'s dtype (``P_h⁺ V P_w⁺ᵀ`` per channel)."""
+        g = self._grid_values(v, "pinv")
+        qh, qw = self.pinv_h.to(v.dtype), self.pinv_w.to(v.dtype)
+        return torch.einsum("ha,ncab,wb->nchw", qh, g, qw).flatten(1)
+
+    def decode_pinv(self, v: torch.Tensor) -> torch.Tensor:
+        """Minimum-norm least-squares image ``E⁺ v`` -> float32 ``(B, C, H, W)`` (matrix-free, not clamped)."""
+        return self.pinv(v.double() if torch.is_tensor(v) and v.is_floating_point() else v).to(
+            torch.float32).reshape(-1, *self.shape)
