@@ -119,3 +119,14 @@ def test_input_checks():
     assert torch.isfinite(psnr(x, (x + 1e-7).clamp(max=1 + 1e-7))).all()
     with pytest.raises(DiffcommError, match="unknown fidelity metric"):
         fidelity(x, x, metrics=("lpips",))
+
+
+def test_psnr_equals_torchmetrics():
+    """The closed form equals torchmetrics' PSNR per image (the library it replaced, to save its import)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 3, 17, 23, generator=g)
+    y = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    ref = peak_signal_noise_ratio(y, x, data_range=1.0, reduction="none", dim=(1, 2, 3))
+    assert torch.allclose(psnr(x, y), ref.float(), atol=1e-4)

@@ -4,8 +4,9 @@ All functions take two batches of pixels ``(B, C, H, W)`` in [0, 1] of the same 
 one value per image, shape ``(B,)``, float32 on the input device. They are symmetric in ``x`` and
 ``y`` (reference first by convention).
 
-- :func:`psnr` (torchmetrics): ``10 log10(data_range^2 / MSE)`` with the MSE over C, H, W; capped
-  at ``max_db`` (100 dB by default, i.e. MSE <= 1e-10) so identical images do not give +inf.
+- :func:`psnr`: ``10 log10(data_range^2 / MSE)`` with the MSE over C, H, W (cross-checked against
+  torchmetrics in the tests); capped at ``max_db`` (100 dB by default, i.e. MSE <= 1e-10) so
+  identical images do not give +inf.
 - :func:`ssim` (pytorch_msssim; Wang et al. 2004, "Image quality assessment: from error
   visibility to structural similarity", IEEE TIP 13(4), eq. 13): Gaussian window 11x11,
   sigma 1.5, K1 = 0.01, K2 = 0.03, mean over the valid (unpadded) positions and channels, as in
@@ -68,14 +69,17 @@ def check_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, max_db: float | None = 100.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per image, ``(B,)``: ``10 log10(data_range^2 / MSE)``.
 
-    ``max_db`` caps the value (identical images would be +inf); ``None`` disables the cap.
+    ``max_db`` caps the value (identical images would be +inf); ``None`` disables the cap. The
+    definition is evaluated directly in float64 (it equals torchmetrics'
+    ``peak_signal_noise_ratio(..., reduction="none", dim=(1, 2, 3))`` to float precision, which
+    tests/metrics checks); importing torchmetrics costs seconds (scipy.signal, matplotlib) that a
+    one-image ``diffcomm transmit`` should not pay.
     """
-    from torchmetrics.functional.image import peak_signal_noise_ratio
-
     if not data_range > 0:
         raise DiffcommError(f"data_range must be positive, got {data_range}")
     a, b = check_pair(x, y)
-    value = peak_signal_noise_ratio(b, a, data_range=float(data_range), reduction="none", dim=(1, 2, 3))
+    mse = (a.double() - b.double()).pow(2).flatten(1).mean(1)
+    value = 10 * torch.log10(float(data_range) ** 2 / mse)
     if max_db is not None:
         value = value.clamp(max=float(max_db))
     return value.to(torch.float32)
