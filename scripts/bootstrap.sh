@@ -3,7 +3,8 @@
 #   - the Debian package dataset-fashion-mnist when its IDX files are missing,
 #   - a virtual environment in .venv (reused when present),
 #   - torch 2.13.0 CPU *before* anything else, so no dependency pulls a CUDA build,
-#   - diffcomm itself (editable) with the digital-baseline and dev extras.
+#   - diffcomm itself (editable) with the digital-baseline, diffusers-adapter and dev extras
+#     (the diffusers extra needs no torchvision and leaves the pinned CPU torch in place).
 # Usage: bash scripts/bootstrap.sh   (called by scripts/demo.sh and scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,5 +44,5 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
   fi
 fi
 echo "[bootstrap] installing diffcomm and its dependencies"
-"$VPY" -m pip install -q -e ".[digital,dev]"
+"$VPY" -m pip install -q -e ".[digital,diffusers,dev]"
 echo "$want" > "$stamp"

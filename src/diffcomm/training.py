@@ -11,6 +11,16 @@ What it guarantees, for every task:
 - **EMA** of the weights (the exported model), optional **bf16 autocast**, **gradient clipping**,
   linear learning-rate warm-up, a **progress bar** with the loss, and periodic snapshots (sample
   grids, evaluation) through the task's ``snapshot`` hook.
+- **Data-parallel training** under ``torchrun`` (``torch.distributed``, gloo on CPU): every rank
+  builds the same model, draws the same global batch (``batch_indices``) and the same step
+  randomness, and evaluates the network only on its contiguous slice (:func:`shard`, called by the
+  tasks' losses before the forward pass); gradients are averaged over ranks with one all-reduce per
+  step (a flat buffer), so the update is that of one process on the global batch up to float
+  summation order. Rank 0 alone reads the checkpoint (and sends it to the others), writes the
+  checkpoint, log, snapshots and the exported model, and holds the run lock. A task whose loss does
+  not call :func:`shard` (DeepJSCC) still trains correctly under DDP — each rank computes the whole
+  batch, the averaged gradient is the same — just without the speed-up. ``batch_size`` is the
+  global batch and must be divisible by the number of ranks.
 
 A task is a small object with ``model``, ``loss(model, step, generator) -> Tensor`` (scalar) and
 optionally ``snapshot(ema_model, step, out_dir) -> dict`` (metrics to log) and ``config_dict()``.
@@ -92,6 +102,66 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) * 7_919 + int(epoch) + 1))
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the active ``torch.distributed`` group, ``(0, 1)`` without one."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard(*tensors: torch.Tensor | None):
+    """This rank's contiguous slice (dim 0) of each global-batch tensor (identity in one process).
+
+    A task's loss draws everything random for the *global* batch, then shards the network's inputs,
+    so rank r evaluates examples ``[r·B/W, (r+1)·B/W)`` exactly as one process would. ``None``
+    passes through. Returns one tensor for one argument, else a tuple.
+    """
+    rank, size = world()
+    out = []
+    for t in tensors:
+        if t is None or size == 1:
+            out.append(t)
+            continue
+        if t.shape[0] % size:
+            raise DiffcommError(f"the global batch ({t.shape[0]}) must be divisible by the number of "
+                                f"training processes ({size}); change [train] batch_size or --nproc_per_node")
+        b = t.shape[0] // size
+        out.append(t[rank * b:(rank + 1) * b])
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def _init_distributed() -> bool:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1; gloo); True when this call made it."""
+    import os
+
+    dist = torch.distributed
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
+        return False
+    dist.init_process_group("gloo")
+    return True
+
+
+def _average_gradients(params: list[nn.Parameter], size: int) -> None:
+    """All-reduce the gradients of ``params`` (one flat buffer) and divide by the number of ranks."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _broadcast_module(module: nn.Module) -> None:
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            torch.distributed.broadcast(t.data, 0)
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> torch.Tensor:
@@ -271,16 +341,30 @@ def train(task: Task, cfg: TrainConfig, out_dir: str | Path, run_config: dict[st
     """
     out = Path(out_dir)
     check_output_path(out, "dir")
-    out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out):
-        return _train_locked(task, cfg, out, dict(run_config or {}), progress)
+    made_group = _init_distributed()
+    try:
+        rank, _ = world()
+        if rank > 0:  # only rank 0 touches the run folder
+            return _train_locked(task, cfg, out, dict(run_config or {}), False)
+        out.mkdir(parents=True, exist_ok=True)
+        with run_lock(out):
+            return _train_locked(task, cfg, out, dict(run_config or {}), progress)
+    finally:
+        if made_group:
+            torch.distributed.destroy_process_group()
 
 
 def _train_locked(task: Task, cfg: TrainConfig, out: Path, run_config: dict[str, Any],
                   progress: bool) -> dict[str, Any]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    _remove_stale_temps(out)
+    rank, size = world()
+    lead = rank == 0
+    if size > 1 and cfg.batch_size % size:
+        raise DiffcommError(f"[train] batch_size = {cfg.batch_size} (the global batch) must be divisible by the "
+                            f"number of training processes ({size})")
+    if lead:
+        _remove_stale_temps(out)
     model = task.model
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -289,25 +373,44 @@ def _train_locked(task: Task, cfg: TrainConfig, out: Path, run_config: dict[str,
     start = 0
     elapsed_before = 0.0
     running = None
-    if ckpt.exists():
-        tensors, meta = _read_checkpoint(ckpt)
-        _check_resumable(ckpt, meta, run_config, cfg)
+    loaded = None
+    if lead and ckpt.exists():
+        try:
+            loaded = _read_checkpoint(ckpt)
+            _check_resumable(ckpt, loaded[1], run_config, cfg)
+        except DiffcommError as exc:
+            if size == 1:
+                raise
+            loaded = exc  # every rank raises it, none waits for the others
+    if size > 1:  # rank 0's checkpoint (or None, or its error) for every rank; the ranks are our own processes
+        box = [loaded]
+        torch.distributed.broadcast_object_list(box, 0)
+        loaded = box[0]
+        if isinstance(loaded, DiffcommError):
+            raise loaded
+    if loaded is not None:
+        tensors, meta = loaded
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
         _load_optimizer(opt, tensors)
         start = int(meta["step"])
         elapsed_before = float(meta.get("seconds", 0.0))
-        rows = _repair_log(log_path, start)
+        rows = _repair_log(log_path, start) if lead else []
         running = meta.get("running_loss")
         if running is None:  # checkpoints before the running loss was stored: the last logged value
             losses = [r["loss"] for r in rows if isinstance(r.get("loss"), float | int)]
             running = losses[-1] if losses else None
-        print(f"resuming from step {start} ({ckpt})")
-    else:
+        if lead:
+            print(f"resuming from step {start} ({ckpt})")
+    elif lead:
         _repair_log(log_path, 0)  # no checkpoint: the run starts over, so does its log
+    if size > 1:  # identical starting weights on every rank, whatever each built
+        _broadcast_module(model)
+        _broadcast_module(ema)
+    params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     t0 = time.time()
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (progress and lead), desc="train", dynamic_ncols=True)
     record: dict[str, Any] = {}
 
     def log(row: dict[str, Any]) -> None:
@@ -321,20 +424,30 @@ def _train_locked(task: Task, cfg: TrainConfig, out: Path, run_config: dict[str,
         gen = step_generator(cfg.seed, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = task.loss(model, step, gen)
-        if not torch.isfinite(loss):
-            raise DiffcommError(f"loss became {loss.item()} at step {step}; "
+        if size > 1:  # the global-batch loss (mean of the ranks' slice means), the same on every rank
+            global_loss = loss.detach().float().clone()
+            torch.distributed.all_reduce(global_loss)
+            global_loss /= size
+        else:
+            global_loss = loss
+        if not torch.isfinite(global_loss):
+            raise DiffcommError(f"loss became {global_loss.item()} at step {step}; "
                                 "lower [train] lr or enable grad_clip")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if size > 1:
+            _average_gradients(params, size)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         _ema_update(ema, model, cfg.ema_decay if step >= cfg.warmup_steps else 0.0)
-        value = loss.item()
+        value = global_loss.item()
         running = value if running is None else 0.98 * running + 0.02 * value
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
         done = step + 1
+        if not lead:
+            continue
         if done % cfg.log_every == 0 or done == cfg.steps:
             record = {"step": done, "loss": running, "lr": lr,
                       "seconds": elapsed_before + time.time() - t0}
@@ -357,6 +470,10 @@ def _train_locked(task: Task, cfg: TrainConfig, out: Path, run_config: dict[str,
                     "train_config": {k: getattr(cfg, k) for k in RESULT_FIELDS}}
             atomic_save_safetensors(ckpt, tensors, metadata={"diffcomm": json.dumps(meta)})
     bar.close()
+    if size > 1:
+        torch.distributed.barrier()  # every rank has finished its last step
+    if not lead:
+        return {"steps": cfg.steps, "final_loss": running, "rank": rank}
     rows, _ = read_log(log_path)
     record = _final_record(rows) or record
     seconds = elapsed_before + time.time() - t0

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError):
         raise DiffcommError(f"training '{args.kind}' is not available in this build") from None
     final = runner(config, out, progress=not args.no_progress)
+    if "rank" in final:  # a data-parallel rank other than 0 (under torchrun): rank 0 reports
+        return 0
     print(json.dumps(final, indent=2), file=sys.stdout)
     print(f"weights: {out / 'model.safetensors'}", file=sys.stderr)
     return 0

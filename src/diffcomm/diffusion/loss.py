@@ -25,12 +25,20 @@ import torch
 def edm_loss(denoiser, x0: torch.Tensor, class_labels: torch.Tensor | None = None,
              p_mean: float = -1.2, p_std: float = 1.2, sigma_data: float = 0.5,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Per-sample EDM-weighted denoising loss (mean over pixels); see the module docstring."""
+    """Per-sample EDM-weighted denoising loss (mean over pixels); see the module docstring.
+
+    Under data-parallel training the noise is drawn for the whole (global) ``x0`` and each rank
+    evaluates its slice (:func:`diffcomm.training.shard`), so the per-sample losses of all ranks
+    together are those of one process; in one process nothing is sliced.
+    """
+    from diffcomm.training import shard
+
     b = x0.shape[0]
     ln_sigma = p_mean + p_std * torch.randn(b, generator=generator, device=x0.device)
     sigma = ln_sigma.exp()
     noise = torch.randn(x0.shape, generator=generator, device=x0.device)
     s = sigma.reshape(-1, *([1] * (x0.ndim - 1)))
+    x0, s, sigma, noise, class_labels = shard(x0, s, sigma, noise, class_labels)
     weight = (s ** 2 + sigma_data ** 2) / (s * sigma_data) ** 2
     denoised = denoiser(x0 + s * noise, sigma, class_labels)
     return (weight * (denoised.float() - x0) ** 2).flatten(1).mean(1)

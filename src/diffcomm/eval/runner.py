@@ -9,6 +9,12 @@ records apart from the timing and host fields (:data:`~diffcomm.eval.store.TIMIN
 and has the parent process alone write: each point's saved images, then its record line
 (:mod:`diffcomm.eval.store`).
 
+**A multi-node Ray cluster**: start it (``ray start --head --port 6379`` on one machine, ``ray start
+--address HEAD:6379`` on each other, every node with the same diffcomm install and the datasets it
+reads), then run ``diffcomm eval ... --backend ray --address HEAD:6379 --out results.jsonl`` on the
+head: each point is one Ray task of one CPU spread over every node's CPUs (``--workers`` sizes only a
+local cluster), and the driver alone writes the results file, so it resumes like a local run.
+
 Example:
     >>> from diffcomm.eval import grid_from_mapping, plan, run_grid
     >>> p = plan(grid_from_mapping({"receivers": "pinv@gaussian", "snr": "10", "n": 4}))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffcomm.checks import bounds, dataclass_from_dict
-from diffcomm.training import TrainConfig, batch_indices, seeded_init, train, validate_training_config
+from diffcomm.training import TrainConfig, batch_indices, seeded_init, shard, train, validate_training_config
 
 
 @dataclass
@@ -108,7 +108,8 @@ class ClassifierTask:
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
         dx, dy = torch.randint(-2, 3, (2,), generator=generator).tolist()
         x = torch.roll(F.pad(x, (2, 2, 2, 2)), shifts=(dy, dx), dims=(2, 3))[..., 2:-2, 2:-2]
-        return F.cross_entropy(model(x), self.labels[idx], label_smoothing=0.05)
+        x, labels = shard(x, self.labels[idx])  # this rank's slice under data-parallel training
+        return F.cross_entropy(model(x), labels, label_smoothing=0.05)
 
     def snapshot(self, ema: Classifier, step: int, out_dir: Path) -> dict[str, Any]:
         return {"test_accuracy": accuracy(ema, self.test_images, self.test_labels)}
