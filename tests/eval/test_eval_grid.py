@@ -133,3 +133,12 @@ def test_config_files(tmp_path):
     assert "\n" not in str(err.value)
     with pytest.raises(DiffcommError, match="not found"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_blind_receivers_plan_with_csi_none_and_skip_csi_modes_they_do_not_take():
+    p = grid(receivers="blind@deepjscc,dps@deepjscc", csi="perfect,none")
+    modes = {(pt.receiver, pt.csi) for pt in p.points}
+    assert modes == {("blind", "none"), ("dps", "perfect")}
+    assert any("blind@deepjscc with csi perfect" in note for note in p.notes)
+    with pytest.raises(DiffcommError, match="decodes without CSI"):
+        grid(receivers="blind@deepjscc", csi="perfect")

@@ -342,6 +342,19 @@ def check_pair(receiver: str, encoder: str, csi: str) -> None:
     check_receiver(receiver, encoder, csi)
 
 
+def check_pair_any_csi(receiver: str, encoder: str, csi_modes: list[str]) -> None:
+    """Like :func:`check_pair`, passing if the pair is valid for at least one of the grid's CSI modes
+    (points with the other modes are skipped with a note)."""
+    first: DiffcommError | None = None
+    for csi in csi_modes or ["perfect"]:
+        try:
+            check_pair(receiver, encoder, csi)
+            return
+        except DiffcommError as exc:
+            first = first or exc
+    raise first
+
+
 def receiver_function(receiver: str):
     """The callable whose keyword arguments are the user options of ``receiver``."""
     if receiver == DIGITAL:
@@ -409,7 +422,7 @@ def _pairs(spec: GridSpec, notes: list[str]) -> list[tuple[str, str]]:
             if encoder not in known_encoders:
                 raise DiffcommError(f"unknown encoder {encoder!r} in {token!r}; choose from "
                                     f"{', '.join(known_encoders)}")
-            check_pair(receiver, encoder, "perfect")  # an explicit pair must be valid; CSI is checked per point
+            check_pair_any_csi(receiver, encoder, spec.csi)  # an explicit pair must be valid for some CSI mode
             candidates = [encoder]
         elif receiver == DIGITAL:
             candidates = [DIGITAL]
@@ -417,7 +430,7 @@ def _pairs(spec: GridSpec, notes: list[str]) -> list[tuple[str, str]]:
             candidates = list(spec.encoders) if spec.encoders else [default_encoder(receiver)]
         for enc in candidates:
             try:
-                check_pair(receiver, enc, "perfect")
+                check_pair_any_csi(receiver, enc, spec.csi)
             except DiffcommError as exc:
                 notes.append(f"skipped {receiver}@{enc}: {exc}")
                 continue
