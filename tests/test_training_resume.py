@@ -167,3 +167,22 @@ def test_old_checkpoints_without_train_config_stay_resumable(tmp_path, reference
     weights = load_file(out / "model.safetensors")
     for k, v in reference[2].items():
         assert torch.equal(weights[k], v), k
+
+
+def test_resume_on_another_machine_from_only_the_committed_state(tmp_path):
+    """What a long run commits (checkpoint.safetensors + log.jsonl, as runs/fmnist-prior-long does) is
+    enough: copied alone into a fresh folder, the run resumes to bitwise the weights of an uninterrupted run."""
+    import shutil
+
+    whole = tmp_path / "whole"
+    _train(whole)
+    first = tmp_path / "machine-a"
+    _train(first, steps=6)                       # the session that stopped at step 6 (a checkpoint step)
+    fresh = tmp_path / "machine-b"
+    fresh.mkdir()
+    for name in ("checkpoint.safetensors", "log.jsonl"):
+        shutil.copy2(first / name, fresh / name)
+    _train(fresh)                                # the same command on the new machine
+    a, b = load_file(whole / "model.safetensors"), load_file(fresh / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _log(fresh) == _log(whole)
