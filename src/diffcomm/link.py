@@ -23,6 +23,9 @@ takes ``k + pilots_used`` uses. ``pilots_in_budget`` states what a result is cha
 beside it (``link.cbr = k / n``); ``True``: the budget counts data + pilots
 (``link.cbr = (k + pilots_used) / n``); :func:`make_link` then shrinks the encoder so that data
 and pilots fit in ``round(cbr · n)``.
+A channel may add ``extra_uses`` per frame (:meth:`Channel.extra_uses`; OFDM: the zero-padded
+REs of the last OFDM symbol and the cyclic prefixes); they count in ``channel_uses`` and, with
+``pilots_in_budget=True``, in the charged CBR (:func:`make_link` sizes the encoder for pilots only).
 
 **What the receiver sees, and what it does not.** :meth:`Link.transmit` returns a
 :class:`Received` record: ``y``, the receiver's CSI ``h_hat``, ``n0``, the gain side information
@@ -67,13 +70,14 @@ from diffcomm.channels import (
     snr_db_to_n0,
     symbols_for_cbr,
 )
+from diffcomm.channels.estimation import PILOT_ESTIMATORS
 from diffcomm.errors import DiffcommError
 from diffcomm.linalg import SVD, bmv, truncated_svd
 
 F64 = torch.float64
 DENSE_AUTO_MAX_N = 4096   # images up to this many values (64×64×1) use the dense path by default
 CSI_MODES = ("perfect", "estimated", "none")
-ESTIMATORS = ("ls", "lmmse")
+ESTIMATORS = PILOT_ESTIMATORS
 
 
 @dataclass
@@ -141,6 +145,7 @@ class Link:
         self.n: int = math.prod(self.shape)
         self.blocks: int = self.channel.num_blocks(k)
         self.pilots_used: int = self.n_pilots * self.blocks if csi == "estimated" else 0
+        self.extra_uses: int = int(self.channel.extra_uses(k))   # e.g. OFDM zero padding + cyclic prefixes
         self.pilots = pilot_sequence(n_pilots) if csi == "estimated" else None
 
     # ---- bookkeeping ---------------------------------------------------------------------------
@@ -165,8 +170,8 @@ class Link:
 
     @property
     def channel_uses(self) -> int:
-        """Complex channel uses per image: data symbols plus pilots."""
-        return self.k + self.pilots_used
+        """Complex channel uses per image: data symbols, pilots and the channel's extra uses (OFDM padding + CP)."""
+        return self.k + self.pilots_used + self.extra_uses
 
     @property
     def cbr(self) -> float:
@@ -179,7 +184,7 @@ class Link:
         return {"encoder": enc, "channel": self.channel.config(), "snr_db": self.snr_db, "n0": self.n0,
                 "csi": self.csi, "n_pilots": self.n_pilots, "pilot_estimator": self.pilot_estimator,
                 "pilots_in_budget": self.pilots_in_budget, "k": self.k, "pilots_used": self.pilots_used,
-                "channel_uses": self.channel_uses, "cbr": self.cbr}
+                "extra_uses": self.extra_uses, "channel_uses": self.channel_uses, "cbr": self.cbr}
 
     def __repr__(self) -> str:
         return (f"Link(encoder={getattr(self.encoder, 'name', '?')}, channel={self.channel!r}, snr_db={self.snr_db:g}, "

@@ -171,3 +171,14 @@ def test_a_deepinv_denoiser_as_our_prior_runs_dps():
     link, rx = tiny_link("awgn")
     res = decode("dps", link, rx, prior=prior, generator=torch.Generator().manual_seed(2), steps=3)
     assert res.x_hat.shape == (2, 1, 8, 8) and torch.isfinite(res.x_hat).all() and res.nfe == 3
+
+
+def test_pixel_denoiser_is_finite_at_sigma_zero():
+    """deepinv's DDRM ends at σ = 0: the adapter raises σ to the prior's smallest level instead of dividing by 0."""
+    from diffcomm import zoo
+    from diffcomm.interop.deepinv import PixelDenoiser
+
+    d = PixelDenoiser(zoo.load("fmnist-prior"))
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = d(x, 0.0)
+    assert torch.isfinite(out).all() and (out - x).abs().max() < 0.05

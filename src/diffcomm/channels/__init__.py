@@ -1,4 +1,4 @@
-"""Channels: link-budget units, symbol packing and power, AWGN and flat fading, pilots/estimation/equalisation.
+"""Channels: link-budget units, symbol packing and power, AWGN, flat fading and OFDM, pilots/estimation/equalisation.
 
 Conventions (docs/interfaces.md): complex64 symbols ``(B, k)`` with unit mean power after
 :func:`normalize_power`; noise CN(0, N0) with ``N0 = 10 ** (-snr_db / 10)``; ``E|h|^2 = 1``;
@@ -25,12 +25,13 @@ from diffcomm.channels.models import (
     complex_normal,
     make_channel,
 )
+from diffcomm.channels.ofdm import OFDMChannel, estimate_ofdm_channel
 from diffcomm.channels.symbols import complex_to_real, normalize_power, real_to_complex
 from diffcomm.channels.units import check_shape, parse_cbr, snr_db_to_n0, symbols_for_cbr
 
 __all__ = [
-    "CHANNELS", "AWGNChannel", "CSIMode", "Channel", "RayleighChannel", "RicianChannel", "awgn", "check_shape",
-    "complex_normal", "complex_to_real", "equalize_mmse", "equalize_zf", "estimate_lmmse", "estimate_ls",
-    "make_channel", "normalize_power", "parse_cbr", "pilot_sequence", "real_to_complex", "snr_db_to_n0",
-    "symbols_for_cbr",
+    "CHANNELS", "AWGNChannel", "CSIMode", "Channel", "OFDMChannel", "RayleighChannel", "RicianChannel", "awgn",
+    "check_shape", "complex_normal", "complex_to_real", "equalize_mmse", "equalize_zf", "estimate_lmmse", "estimate_ls",
+    "estimate_ofdm_channel", "make_channel", "normalize_power", "parse_cbr", "pilot_sequence", "real_to_complex",
+    "snr_db_to_n0", "symbols_for_cbr",
 ]

@@ -33,6 +33,7 @@ import torch
 
 from diffcomm.errors import DiffcommError
 
+PILOT_ESTIMATORS = ("ls", "lmmse")  # pilot-based channel estimators (per coherence block / subcarrier)
 
 def pilot_sequence(n: int, kind: str = "zc", root: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
     """Unit-modulus pilot sequence of length ``n``, complex64 ``(n,)``.

@@ -121,6 +121,10 @@ class Channel:
         """Received symbols ``gains ⊙ z + n``, ``n ~ CN(0, n0)``; differentiable in ``z`` and ``gains``."""
         return awgn(gains * z, n0, generator)
 
+    def extra_uses(self, k: int) -> int:
+        """Channel uses per frame beyond the k data symbols and the link's pilots (0 here; OFDM: padding + CP)."""
+        return 0
+
     def pilot_gains(self, gains: torch.Tensor) -> torch.Tensor:
         """The gain each coherence block's pilots see: ``(B, n_blocks)``, the first gain of each block."""
         k = gains.shape[-1]
@@ -194,9 +198,11 @@ CHANNELS: dict[str, type[Channel]] = {"awgn": AWGNChannel, "rayleigh": RayleighC
 
 
 def make_channel(name: str, **kwargs: Any) -> Channel:
-    """Build a channel by name: ``"awgn"``, ``"rayleigh"`` or ``"rician"``, with its keyword options.
+    """Build a channel by name: ``"awgn"``, ``"rayleigh"``, ``"rician"`` or ``"ofdm"``, with its keyword options.
 
-    Example: ``make_channel("rician", k_factor=3.0, block=False)``.
+    Examples: ``make_channel("rician", k_factor=3.0, block=False)``,
+    ``make_channel("ofdm", fft_size=16, cp_length=4, profile="C", delay_spread=300e-9)``
+    (:mod:`diffcomm.channels.ofdm`).
     """
     cls = CHANNELS.get(str(name).lower())
     if cls is None:

@@ -78,7 +78,11 @@ def _rows(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
 
 
 class PixelDenoiser(nn.Module):
-    """Our model-space prior as a pixel-space denoiser ``D(x, σ)`` (deepinv's convention; module docstring)."""
+    """Our model-space prior as a pixel-space denoiser ``D(x, σ)`` (deepinv's convention; module docstring).
+
+    σ below the prior's smallest trained level (deepinv's DDRM ends its schedule at σ = 0, where an EDM
+    preconditioner divides by zero) is raised to that level, which denoises by almost nothing.
+    """
 
     def __init__(self, prior: Any):
         super().__init__()
@@ -87,8 +91,8 @@ class PixelDenoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float, class_labels: torch.Tensor | None = None,
                 **_: Any) -> torch.Tensor:
-        s = _rows(sigma, x)
-        return self.prior.to_pixels(self.prior(self.prior.to_model(x), s * self.scale, class_labels))
+        s = (_rows(sigma, x) * self.scale).clamp_min(float(getattr(self.prior, "sigma_min", 0.0)))
+        return self.prior.to_pixels(self.prior(self.prior.to_model(x), s, class_labels))
 
 
 class ModelSpacePrior(nn.Module):
