@@ -142,3 +142,10 @@ def test_blind_receivers_plan_with_csi_none_and_skip_csi_modes_they_do_not_take(
     assert any("blind@deepjscc with csi perfect" in note for note in p.notes)
     with pytest.raises(DiffcommError, match="decodes without CSI"):
         grid(receivers="blind@deepjscc", csi="perfect")
+
+
+def test_every_registered_channel_is_a_grid_channel_and_digital_stays_on_flat_fading():
+    p = grid(receivers="pinv@gaussian,digital", channel="ofdm,awgn")
+    assert {(pt.receiver, pt.channel) for pt in p.points} == {("pinv", "ofdm"), ("pinv", "awgn"),
+                                                             ("digital", "awgn")}
+    assert any("skipped digital over ofdm" in note for note in p.notes)

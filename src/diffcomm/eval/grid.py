@@ -40,7 +40,14 @@ from typing import Any
 from diffcomm.checks import check_seed
 from diffcomm.errors import DiffcommError
 
-CHANNELS = ("awgn", "rayleigh", "rician")
+FLAT_CHANNELS = ("awgn", "rayleigh", "rician")   # the digital baseline's channels (flat fading)
+
+
+def channel_names() -> tuple[str, ...]:
+    """Every registered channel (:data:`diffcomm.channels.CHANNELS`: flat fading, OFDM, ...)."""
+    from diffcomm.channels import CHANNELS as registry
+
+    return tuple(registry)
 CSI_MODES = ("perfect", "estimated", "none")
 DIGITAL = "digital"
 # Config keys (the CLI's long option names with "_" for "-").
@@ -470,8 +477,8 @@ def plan(spec: GridSpec, check_models: bool = True) -> Plan:
 
     notes: list[str] = []
     for ch in spec.channels:
-        if ch not in CHANNELS:
-            raise DiffcommError(f"unknown channel {ch!r}; choose from {', '.join(CHANNELS)}")
+        if ch not in channel_names():
+            raise DiffcommError(f"unknown channel {ch!r}; choose from {', '.join(channel_names())}")
     for mode in spec.csi:
         if mode not in CSI_MODES:
             raise DiffcommError(f"unknown CSI mode {mode!r}; choose from {', '.join(CSI_MODES)}")
@@ -511,6 +518,9 @@ def plan(spec: GridSpec, check_models: bool = True) -> Plan:
                 notes.append(f"skipped {receiver}@{encoder} with csi {csi}: {exc}")
                 continue
             for channel in spec.channels:
+                if receiver == DIGITAL and channel not in FLAT_CHANNELS:
+                    notes.append(f"skipped digital over {channel}: the digital baseline models flat fading only")
+                    continue
                 for cbr in spec.cbrs:
                     for snr in spec.snrs:
                         for seed in spec.seeds:
