@@ -61,8 +61,6 @@ from diffcomm.channels import (
     Channel,
     check_shape,
     complex_to_real,
-    estimate_lmmse,
-    estimate_ls,
     make_channel,
     normalize_power,
     pilot_sequence,
@@ -144,7 +142,7 @@ class Link:
         self.k: int = k
         self.n: int = math.prod(self.shape)
         self.blocks: int = self.channel.num_blocks(k)
-        self.pilots_used: int = self.n_pilots * self.blocks if csi == "estimated" else 0
+        self.pilots_used: int = self.channel.pilot_uses(k, n_pilots) if csi == "estimated" else 0
         self.extra_uses: int = int(self.channel.extra_uses(k))   # e.g. OFDM zero padding + cyclic prefixes
         self.pilots = pilot_sequence(n_pilots) if csi == "estimated" else None
 
@@ -251,14 +249,8 @@ class Link:
             if self.csi == "perfect":
                 h_hat = h.clone()
             elif self.csi == "estimated":
-                pilots = self.pilots.to(x.device)
-                blocks = self.channel.pilot_gains(h)
-                y_pilot = self.channel.apply(pilots, blocks[..., None], self.n0, generator)
-                if self.pilot_estimator == "ls":
-                    est = estimate_ls(y_pilot, pilots)
-                else:
-                    est = estimate_lmmse(y_pilot, pilots, self.n0, self.channel.scatter_var, self.channel.mean)
-                h_hat = self.channel.expand_blocks(est, self.k)
+                h_hat, y_pilot, pilots = self.channel.estimate_csi(h, self.k, self.n0, self.n_pilots,
+                                                                   self.pilot_estimator, generator)
         rx = Received(y=y, h_hat=h_hat, n0=self.n0, gain=gain, pilots_used=self.pilots_used,
                       y_pilot=y_pilot, pilots=pilots)
         return (rx, ChannelTruth(h=h, z=z)) if return_truth else rx
@@ -531,13 +523,13 @@ def make_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chann
     budget = symbols_for_cbr(cbr, shape)
     n = math.prod(shape)
     for k in range(budget - 1, 0, -1):
-        if k + n_pilots * ch.num_blocks(k) > budget:
+        if k + ch.pilot_uses(k, n_pilots) > budget:
             continue
         try:
             enc = make_encoder(encoder, shape, k / n, seed, **encoder_options)
         except DiffcommError:
             continue  # no valid encoder with this k (e.g. downsample grid); try a smaller one
-        if enc.k + n_pilots * ch.num_blocks(enc.k) <= budget:
+        if enc.k + ch.pilot_uses(enc.k, n_pilots) <= budget:
             return Link(enc, ch, snr_db, csi, n_pilots, pilot_estimator, pilots_in_budget)
     raise DiffcommError(f"make_link: {budget} channel uses (CBR {cbr}) leave no room for data after "
                         f"{n_pilots} pilot(s) per coherence block; raise the CBR or lower n_pilots")

@@ -513,7 +513,7 @@ class SnapshotSection:
 
 
 def _model_section(kind: str) -> type:
-    if kind == "prior":
+    if kind in ("prior", "flow"):
         from diffcomm.diffusion.unet import UNetConfig
 
         return UNetConfig
@@ -529,7 +529,8 @@ def _model_section(kind: str) -> type:
 
 
 # Keys of [data] per kind (a key another kind uses is unknown here, not silently ignored).
-_DATA_KEYS = {"prior": ("dataset", "split", "limit", "cond_dropout"), "classifier": ("dataset",),
+_DATA_KEYS = {"prior": ("dataset", "split", "limit", "cond_dropout"),
+              "flow": ("dataset", "split", "limit", "cond_dropout"), "classifier": ("dataset",),
               "jscc": ("dataset",)}
 
 
@@ -538,13 +539,13 @@ def validate_training_config(kind: str, config: dict[str, Any]) -> dict[str, Any
 
     Top level: ``name``, ``description`` (strings) and the sections ``[model]`` (the kind's model
     dataclass), ``[data]`` (:class:`DataSection`, keys per kind), ``[train]`` (:class:`TrainConfig`)
-    and, for priors, ``[snapshot]`` (:class:`SnapshotSection`). Unknown keys, wrong types,
+    and, for priors (``prior``, ``flow``), ``[snapshot]`` (:class:`SnapshotSection`). Unknown keys, wrong types,
     non-finite numbers and out-of-range values raise one-line :class:`DiffcommError` s.
     """
     from diffcomm.checks import check_section_keys
 
     sections: dict[str, Any] = {"name": str, "description": str, "model": dict, "data": dict, "train": dict}
-    if kind == "prior":
+    if kind in ("prior", "flow"):
         sections["snapshot"] = dict
     model_cls = _model_section(kind)
     check_section_keys(config, sections, "config section")
@@ -557,6 +558,6 @@ def validate_training_config(kind: str, config: dict[str, Any]) -> dict[str, Any
                             f"valid keys for {kind}: {', '.join(allowed)}")
     dataclass_from_dict(DataSection, data, "[data]")
     TrainConfig.from_dict(config.get("train", {}))
-    if kind == "prior":
+    if kind in ("prior", "flow"):
         dataclass_from_dict(SnapshotSection, config.get("snapshot", {}), "[snapshot]")
     return config

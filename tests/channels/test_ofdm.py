@@ -211,9 +211,24 @@ def test_link_bandwidth_accounting_and_pilot_refusal():
     assert make_link("gaussian", (1, 28, 28), "1/16", "rayleigh", 10.0).extra_uses == 0
     rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen(0))
     assert rx.y.shape == (2, 49)
-    bad = make_link("gaussian", (1, 28, 28), "1/16", ch, 10.0, csi="estimated", n_pilots=1)
-    with pytest.raises(DiffcommError, match="estimate_ofdm_channel"):
-        bad.transmit(torch.rand(2, 1, 28, 28), generator=gen(0))
+
+
+def test_link_estimated_csi_on_ofdm_sends_block_pilot_symbols_and_charges_them():
+    """csi='estimated' on an OFDM link: n_pilots block-pilot OFDM symbols (with CP) per CIR block,
+    LS per subcarrier; the error variance is N0 / n_pilots (unit-power pilots), checked at 4 sd."""
+    from diffcomm.link import make_link
+
+    ch = make_channel("ofdm", fft_size=16, cp_length=4, delay_spread=1.0)
+    x = torch.rand(500, 1, 28, 28, generator=gen(1))
+    for n_pilots in (1, 4):
+        link = make_link("gaussian", (1, 28, 28), "1/16", ch, 10.0, csi="estimated", n_pilots=n_pilots,
+                         pilot_estimator="ls")
+        assert link.pilots_used == n_pilots * 20 and link.channel_uses == 80 + n_pilots * 20
+        rx, truth = link.transmit(x, generator=gen(2), return_truth=True)
+        err = (rx.h_hat - truth.h).abs().pow(2).double()
+        want = link.n0 / n_pilots
+        sd = float(err.std()) / err.numel() ** 0.5
+        assert abs(float(err.mean()) - want) < 4 * sd + 1e-9, (n_pilots, float(err.mean()), want)
 
 
 def test_end_to_end_deepjscc_and_dps():

@@ -125,6 +125,29 @@ class Channel:
         """Channel uses per frame beyond the k data symbols and the link's pilots (0 here; OFDM: padding + CP)."""
         return 0
 
+    def pilot_uses(self, k: int, n_pilots: int) -> int:
+        """Channel uses per frame of ``n_pilots`` pilot symbols per coherence block (``n_pilots × blocks``)."""
+        return int(n_pilots) * self.num_blocks(k)
+
+    def estimate_csi(self, gains: torch.Tensor, k: int, n0: float, n_pilots: int, estimator: str = "lmmse",
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pilot-aided receiver CSI for a frame with true ``gains`` ``(B, k)``: ``(ĥ (B, k), y_pilot, pilots)``.
+
+        Each coherence block is preceded by ``n_pilots`` unit-power Zadoff-Chu pilots that go through the
+        block's gain; one gain per block is estimated by LS or LMMSE
+        (:mod:`diffcomm.channels.estimation`). Channels with another pilot structure (OFDM) override it.
+        """
+        from diffcomm.channels.estimation import estimate_lmmse, estimate_ls, pilot_sequence
+
+        pilots = pilot_sequence(n_pilots).to(gains.device)
+        blocks = self.pilot_gains(gains)
+        y_pilot = self.apply(pilots, blocks[..., None], n0, generator)
+        if estimator == "ls":
+            est = estimate_ls(y_pilot, pilots)
+        else:
+            est = estimate_lmmse(y_pilot, pilots, n0, self.scatter_var, self.mean)
+        return self.expand_blocks(est, k), y_pilot, pilots
+
     def pilot_gains(self, gains: torch.Tensor) -> torch.Tensor:
         """The gain each coherence block's pilots see: ``(B, n_blocks)``, the first gain of each block."""
         k = gains.shape[-1]

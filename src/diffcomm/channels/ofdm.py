@@ -58,8 +58,9 @@ k data REs, the ``S·N − k`` zero-padded REs and the ``S · cp_length`` CP sam
 ``k / n`` by default (overhead reported beside it in ``channel_uses``), ``channel_uses / n`` with
 ``pilots_in_budget=True``.
 
-**Pilots.** The link's flat-fading pilots (``csi="estimated"``) do not apply to OFDM (one-line
-error); :func:`estimate_ofdm_channel` sends per-block pilot OFDM symbols through the same taps and
+**Pilots.** The link's ``csi="estimated"`` with ``n_pilots`` sends ``n_pilots`` block-pilot OFDM
+symbols per CIR block (:meth:`OFDMChannel.estimate_csi`, charged with their CP in ``pilots_used``);
+:func:`estimate_ofdm_channel` (comb or block pattern) sends per-block pilot OFDM symbols through the same taps and
 estimates the per-subcarrier response by LS or LMMSE with linear interpolation (comb pilots),
 returning ``(B, k)`` ĥ for :func:`~diffcomm.channels.estimation.equalize_zf` /
 :func:`~diffcomm.channels.estimation.equalize_mmse` or a receiver.
@@ -341,8 +342,20 @@ class OFDMChannel(Channel):
         return y.reshape(bsz, s * n)[:, :k].to(z.dtype)
 
     def pilot_gains(self, gains: torch.Tensor) -> torch.Tensor:
-        raise DiffcommError("ofdm: the link's flat-fading pilots (csi='estimated') do not apply to OFDM; use "
-                            "diffcomm.channels.ofdm.estimate_ofdm_channel, or csi='perfect' / 'none'")
+        raise DiffcommError("ofdm: per-block flat pilot gains do not apply to OFDM; the link's csi='estimated' "
+                            "uses OFDMChannel.estimate_csi (block pilot OFDM symbols)")
+
+    def pilot_uses(self, k: int, n_pilots: int) -> int:
+        """Channel uses of ``n_pilots`` block-pilot OFDM symbols (with CP) per CIR block."""
+        return int(n_pilots) * self.num_blocks(k) * (self.fft_size + self.cp_length)
+
+    def estimate_csi(self, gains: torch.Tensor, k: int, n0: float, n_pilots: int, estimator: str = "lmmse",
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The link's ``csi="estimated"`` on OFDM: ``n_pilots`` block-pilot OFDM symbols per CIR block through
+        the frame's own taps (:func:`estimate_ofdm_channel`, LS or LMMSE per subcarrier)."""
+        est = estimate_ofdm_channel(self, self._taps_for(gains), k, n0, pattern="block", n_symbols=n_pilots,
+                                    estimator=estimator, generator=generator)
+        return est.h_hat, est.y_pilot, est.pilots
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "fft_size": self.fft_size, "cp_length": self.cp_length, "profile": self.profile,

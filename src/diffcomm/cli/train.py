@@ -1,4 +1,4 @@
-"""``diffcomm train {prior,classifier,jscc} --config FILE [--out DIR]``: resumable training."""
+"""``diffcomm train {prior,flow,classifier,jscc} --config FILE [--out DIR]``: resumable training."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from diffcomm.errors import DiffcommError
 
 KINDS = {
     "prior": ("diffcomm.diffusion.train_prior", "run_prior_training"),
+    "flow": ("diffcomm.diffusion.train_prior", "run_flow_training"),
     "classifier": ("diffcomm.metrics.classifier", "run_classifier_training"),
     "jscc": ("diffcomm.transmit.deepjscc", "run_jscc_training"),
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a prior, classifier or DeepJSCC model from a config",
+    p = sub.add_parser("train", help="train a prior (EDM or flow matching), classifier or DeepJSCC model from a config",
                        description="Train a model from a TOML/YAML recipe. Rerunning the same command "
                                    "resumes from the last checkpoint in --out.")
     p.add_argument("kind", choices=sorted(KINDS), help="what to train")

@@ -35,6 +35,15 @@ def _build_prior(config: dict[str, Any]) -> nn.Module:
     return EDMDenoiser(UNet(UNetConfig.from_dict(config["model"])), sigma_data=pre.get("sigma_data", 0.5))
 
 
+def _build_flow(config: dict[str, Any]) -> nn.Module:
+    from diffcomm.diffusion.flow import FlowDenoiser
+    from diffcomm.diffusion.unet import UNet, UNetConfig
+
+    pre = config.get("preconditioning", {})
+    return FlowDenoiser(UNet(UNetConfig.from_dict(config["model"])), sigma_min=pre.get("sigma_min", 0.002),
+                        sigma_max=pre.get("sigma_max", 80.0))
+
+
 def _build_classifier(config: dict[str, Any]) -> nn.Module:
     from diffcomm.metrics.classifier import Classifier, ClassifierConfig
 
@@ -50,6 +59,7 @@ def _build_jscc(config: dict[str, Any]) -> nn.Module:
 # kind -> builder(config) -> module with matching state_dict. Extend by adding an entry.
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "prior": _build_prior,
+    "flow": _build_flow,
     "classifier": _build_classifier,
     "jscc": _build_jscc,
 }
