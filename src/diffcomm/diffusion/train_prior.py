@@ -84,27 +84,6 @@ class PriorTask:
         return edm_loss(model, x0, labels, generator=generator).mean()
 
 
-class FlowTask(PriorTask):
-    """Flow matching (rectified flow, :mod:`diffcomm.diffusion.flow`) on the same data and U-Net.
-
-    Snapshots and quality samples go through the denoiser interface (Heun on the Karras σ grid),
-    exactly as for the EDM prior.
-    """
-
-    t_sampling = "uniform"
-
-    @staticmethod
-    def build_model(model_cfg: UNetConfig) -> torch.nn.Module:
-        from diffcomm.diffusion.flow import FlowDenoiser
-
-        return FlowDenoiser(UNet(model_cfg))
-
-    def loss(self, model, step: int, generator: torch.Generator) -> torch.Tensor:
-        from diffcomm.diffusion.flow import flow_loss
-
-        x0, labels = self.batch(step, generator)
-        return flow_loss(model, x0, labels, t_sampling=self.t_sampling, generator=generator).mean()
-
     @torch.no_grad()
     def snapshot(self, ema: EDMDenoiser, step: int, out_dir: Path) -> dict[str, Any]:
         from diffcomm.data import save_grid
@@ -143,6 +122,28 @@ class FlowTask(PriorTask):
                 "sampling_seconds")
         return {k: m[k] for k in keep}
 
+
+
+class FlowTask(PriorTask):
+    """Flow matching (rectified flow, :mod:`diffcomm.diffusion.flow`) on the same data and U-Net.
+
+    Snapshots and quality samples go through the denoiser interface (Heun on the Karras σ grid),
+    exactly as for the EDM prior.
+    """
+
+    t_sampling = "uniform"
+
+    @staticmethod
+    def build_model(model_cfg: UNetConfig) -> torch.nn.Module:
+        from diffcomm.diffusion.flow import FlowDenoiser
+
+        return FlowDenoiser(UNet(model_cfg))
+
+    def loss(self, model, step: int, generator: torch.Generator) -> torch.Tensor:
+        from diffcomm.diffusion.flow import flow_loss
+
+        x0, labels = self.batch(step, generator)
+        return flow_loss(model, x0, labels, t_sampling=self.t_sampling, generator=generator).mean()
 
 def data_cfg_dataset(config: dict[str, Any]) -> str:
     return str(dict(config.get("data", {})).get("dataset", "fashion-mnist"))
