@@ -173,3 +173,23 @@ def test_flow_recipe_validates():
     config = load_config_file(recipe)
     validate_training_config("flow", config)
     assert config["train"]["steps"] == 40000 and config["snapshot"]["quality_samples"] == 500
+
+
+def test_a_flow_run_ships_and_is_listed_like_the_diffusion_prior(tmp_path):
+    """``zoo ship`` evaluates a (tiny, 2-step) Fashion-MNIST flow run like the diffusion prior and records it."""
+    from diffcomm import zoo
+    from diffcomm.diffusion import train_prior
+    from diffcomm.zoo.evaluate import ship
+
+    if "fmnist-classifier" not in zoo.list_models():
+        pytest.skip("shipped classifier not present")
+    config = {"name": "tiny-flow28",
+              "model": {"base_channels": 8, "channel_mults": [1, 2], "attention_levels": [], "num_classes": 10,
+                        "emb_dim": 32},
+              "data": {"dataset": "fashion-mnist", "limit": 64},
+              "train": {"steps": 2, "batch_size": 8, "checkpoint_every": 2, "snapshot_every": 1000, "threads": 1}}
+    train_prior.run_flow_training(config, tmp_path / "run", progress=False)
+    record = ship(tmp_path / "run", "tiny-flow28", "recipe.toml", weights_dir=tmp_path / "zoo",
+                  docs_dir=tmp_path / "docs", n=200, steps=2)
+    assert record["kind"] == "flow" and "fd_cls_uncond_vs_test" in record["metrics"]
+    assert (tmp_path / "zoo" / "tiny-flow28.safetensors").is_file()

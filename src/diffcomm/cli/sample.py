@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if not math.isfinite(args.guidance) or not 0 <= args.guidance <= 100:
         raise DiffcommError(f"--guidance must be a finite weight in [0, 100], got {args.guidance}")
     prior = zoo.load(args.model)
-    if zoo.model_config(args.model).get("kind") != "prior":
-        raise DiffcommError(f"'{args.model}' is not a diffusion prior; see `diffcomm zoo list`")
+    if zoo.model_config(args.model).get("kind") not in zoo.PRIOR_KINDS:
+        raise DiffcommError(f"'{args.model}' is not a diffusion or flow prior; see `diffcomm zoo list`")
     if args.label is not None and not 0 <= args.label < max(prior.num_classes, 1):
         raise DiffcommError(f"--label must be in [0, {prior.num_classes - 1}] for {args.model}"
                             if prior.num_classes else f"{args.model} is unconditional; drop --label")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from diffcomm.zoo import PRIOR_KINDS
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="list the shipped pretrained models")
@@ -29,7 +31,7 @@ def quality_summary(cfg: dict) -> str:
         return format(v, fmt) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
     parts: list[str] = []
-    if kind == "prior":
+    if kind in PRIOR_KINDS:
         if num("fd_cls_uncond_vs_test", ".2f"):
             parts.append(f"FD-cls {num('fd_cls_uncond_vs_test', '.2f')} ({m.get('samples', '?')} samples vs test)")
         if num("conditional_accuracy", ".1%"):
@@ -106,4 +108,4 @@ def _is_prior(run: str) -> bool:
 
     from diffcomm.zoo.evaluate import run_model_config
 
-    return run_model_config(Path(run)).get("kind") == "prior"
+    return run_model_config(Path(run)).get("kind") in PRIOR_KINDS

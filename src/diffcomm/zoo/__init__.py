@@ -65,6 +65,9 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
 }
 
 
+PRIOR_KINDS = ("prior", "flow")  # model kinds that are priors in the denoiser interface (diffusion, flow matching)
+
+
 def list_models(weights_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Name -> config (JSON beside the weights) of every shipped model."""
     folder = Path(weights_dir) if weights_dir else WEIGHTS_DIR

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from diffcomm.errors import DiffcommError
+from diffcomm.zoo import PRIOR_KINDS
 
 
 def nearest_neighbour_distances(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 500) -> torch.Tensor:
@@ -150,16 +151,16 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
     if not weights.is_file():
         raise DiffcommError(f"{weights} not found; finish the training run first (rerun its train command)")
     kind = config["kind"]
-    if kind not in ("prior", "classifier", "jscc"):
+    if kind not in (*PRIOR_KINDS, "classifier", "jscc"):
         raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
     if not name or "/" in name or name.startswith("."):
         raise DiffcommError(f"--name must be a plain model name like fmnist-prior, got {name!r}")
     out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
     check_output_path(out, "dir", what="zoo folder")
-    if kind == "prior":
+    if kind in PRIOR_KINDS:
         check_output_path(docs_dir, "dir", what="docs folder")
     model = zoo.load_weights(weights, config)
-    if kind == "prior":
+    if kind in PRIOR_KINDS:
         grid = Path(docs_dir) / f"{name}-samples.png"
         metrics = evaluate_prior(model, zoo.load("fmnist-classifier"), grid_path=grid, **options)
         metrics["sample_grid"] = str(grid)
