@@ -233,11 +233,6 @@ def test_link_estimated_csi_on_ofdm_sends_block_pilot_symbols_and_charges_them()
 
 def test_end_to_end_deepjscc_and_dps():
     from diffcomm.pipeline import build_link, decode, score
-    from diffcomm.zoo import list_models
-
-    shipped = list_models()
-    if "fmnist-deepjscc-rayleigh-cbr16" not in shipped or "fmnist-prior" not in shipped:
-        pytest.skip("shipped models not present")
     ch = make_channel("ofdm", fft_size=16, cp_length=4, delay_spread=1.0)
     link = build_link("deepjscc", (1, 28, 28), "1/16", ch, 10.0)
     x = torch.rand(2, 1, 28, 28, generator=gen(0)).round()

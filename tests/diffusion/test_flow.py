@@ -177,12 +177,9 @@ def test_flow_recipe_validates():
 
 def test_a_flow_run_ships_and_is_listed_like_the_diffusion_prior(tmp_path):
     """``zoo ship`` evaluates a (tiny, 2-step) Fashion-MNIST flow run like the diffusion prior and records it."""
-    from diffcomm import zoo
     from diffcomm.diffusion import train_prior
     from diffcomm.zoo.evaluate import ship
 
-    if "fmnist-classifier" not in zoo.list_models():
-        pytest.skip("shipped classifier not present")
     config = {"name": "tiny-flow28",
               "model": {"base_channels": 8, "channel_mults": [1, 2], "attention_levels": [], "num_classes": 10,
                         "emb_dim": 32},

@@ -43,6 +43,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from diffcomm.diffusion.precond import ModelSpacePrior
 from diffcomm.errors import DiffcommError
 
 T_SAMPLINGS = ("uniform", "logit-normal")
@@ -58,7 +59,7 @@ def t_to_sigma(t: torch.Tensor) -> torch.Tensor:
     return t / (1 - t)
 
 
-class FlowDenoiser(nn.Module):
+class FlowDenoiser(ModelSpacePrior):
     """A velocity network ``net(x_t, t, class_labels) -> v`` as ``denoiser(x, sigma) -> x0_hat``.
 
     ``net`` is usually a :class:`~diffcomm.diffusion.unet.UNet`, whose noise-level input is the
@@ -70,44 +71,22 @@ class FlowDenoiser(nn.Module):
 
     def __init__(self, net: nn.Module | Callable[..., torch.Tensor], sigma_min: float = 0.002,
                  sigma_max: float = 80.0):
-        super().__init__()
         if not 0 < sigma_min < sigma_max:
             raise DiffcommError(f"FlowDenoiser needs 0 < sigma_min < sigma_max; got {sigma_min}, {sigma_max}")
-        self.net = net
-        self.sigma_min = sigma_min
-        self.sigma_max = sigma_max
-
-    @property
-    def num_classes(self) -> int:
-        return int(getattr(getattr(self.net, "config", None), "num_classes", 0))
+        super().__init__(net, sigma_min, sigma_max)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor | float,
                  class_labels: torch.Tensor | None = None) -> torch.Tensor:
         """v(x_t, t) of the network, t a scalar or one value per sample."""
-        t = torch.as_tensor(t, dtype=x_t.dtype, device=x_t.device).reshape(-1)
-        if t.numel() == 1:
-            t = t.expand(x_t.shape[0])
+        t, _ = self.per_row_sigma(t, x_t)
         return self.net(x_t, t, class_labels).to(x_t.dtype)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float,
                 class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
-        if sigma.numel() == 1:
-            sigma = sigma.expand(x.shape[0])
-        s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
+        sigma, s = self.per_row_sigma(sigma, x)
         t = sigma_to_t(sigma)
         x_t = x / (1 + s)
         return x_t - t.reshape_as(s) * self.velocity(x_t, t, class_labels)
-
-    @staticmethod
-    def to_model(x: torch.Tensor) -> torch.Tensor:
-        """Pixels in [0, 1] -> model space [-1, 1]."""
-        return x * 2 - 1
-
-    @staticmethod
-    def to_pixels(x: torch.Tensor) -> torch.Tensor:
-        """Model space [-1, 1] -> pixels in [0, 1] (not clamped)."""
-        return (x + 1) / 2
 
 
 def sample_t(batch: int, t_sampling: str = "uniform", generator: torch.Generator | None = None,

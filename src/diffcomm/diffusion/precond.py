@@ -22,14 +22,14 @@ import torch
 from torch import nn
 
 
-class EDMDenoiser(nn.Module):
-    """EDM-preconditioned denoiser in model space; see the module docstring."""
+class ModelSpacePrior(nn.Module):
+    """What every shipped prior kind shares: the network, the σ range samplers use, the class count
+    (with the null class ``num_classes`` for CFG) and the [0, 1] <-> [-1, 1] model-space map.
+    Subclasses implement ``forward(x, sigma, class_labels) -> x0_hat`` for ``x = x0 + σ ε``."""
 
-    def __init__(self, net: nn.Module, sigma_data: float = 0.5, sigma_min: float = 0.002,
-                 sigma_max: float = 80.0):
+    def __init__(self, net: nn.Module, sigma_min: float = 0.002, sigma_max: float = 80.0):
         super().__init__()
         self.net = net
-        self.sigma_data = sigma_data
         self.sigma_min = sigma_min
         self.sigma_max = sigma_max
 
@@ -37,19 +37,13 @@ class EDMDenoiser(nn.Module):
     def num_classes(self) -> int:
         return int(getattr(getattr(self.net, "config", None), "num_classes", 0))
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+    @staticmethod
+    def per_row_sigma(sigma: torch.Tensor | float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ as ``(B,)`` and as ``(B, 1, ..., 1)`` (broadcast against ``x``)."""
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
         if sigma.numel() == 1:
             sigma = sigma.expand(x.shape[0])
-        s = sigma.reshape(-1, *([1] * (x.ndim - 1)))
-        sd2 = self.sigma_data ** 2
-        c_skip = sd2 / (s ** 2 + sd2)
-        c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
-        c_in = 1 / (s ** 2 + sd2).sqrt()
-        c_noise = sigma.log() / 4
-        f = self.net(c_in * x, c_noise, class_labels)
-        return c_skip * x + c_out * f.to(x.dtype)
+        return sigma, sigma.reshape(-1, *([1] * (x.ndim - 1)))
 
     @staticmethod
     def to_model(x: torch.Tensor) -> torch.Tensor:
@@ -60,3 +54,23 @@ class EDMDenoiser(nn.Module):
     def to_pixels(x: torch.Tensor) -> torch.Tensor:
         """Model space [-1, 1] -> pixels in [0, 1] (not clamped)."""
         return (x + 1) / 2
+
+
+class EDMDenoiser(ModelSpacePrior):
+    """EDM-preconditioned denoiser in model space; see the module docstring."""
+
+    def __init__(self, net: nn.Module, sigma_data: float = 0.5, sigma_min: float = 0.002,
+                 sigma_max: float = 80.0):
+        super().__init__(net, sigma_min, sigma_max)
+        self.sigma_data = sigma_data
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor | float,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        sigma, s = self.per_row_sigma(sigma, x)
+        sd2 = self.sigma_data ** 2
+        c_skip = sd2 / (s ** 2 + sd2)
+        c_out = s * self.sigma_data / (s ** 2 + sd2).sqrt()
+        c_in = 1 / (s ** 2 + sd2).sqrt()
+        c_noise = sigma.log() / 4
+        f = self.net(c_in * x, c_noise, class_labels)
+        return c_skip * x + c_out * f.to(x.dtype)

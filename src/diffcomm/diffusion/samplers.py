@@ -232,14 +232,26 @@ def sample_ddim(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, gener
     """
     if not 0.0 <= eta <= 1.0:
         raise DiffcommError(f"eta must lie in [0, 1] (0 = deterministic DDIM, 1 = DDPM); got {eta}")
+    return _ddim_family(denoiser, x, sigmas, lambda s, s_next: ancestral_step(s, s_next, eta), eta > 0,
+                        generator, callback, extra_args)
+
+
+def _ddim_family(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+                 split: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]], stochastic: bool,
+                 generator: torch.Generator | None, callback: Callback, extra_args: dict | None) -> torch.Tensor:
+    """x_next = D + σ_down ε̂ + σ_up z with ε̂ = (x − D)/σ and (σ_down, σ_up) = ``split(σ, σ_next)``
+    (fresh noise only when ``stochastic``); the last step to σ = 0 returns D. DDIM and DiffPIR's
+    re-noising differ only in the split."""
     sigmas, extra_args = _check(x, sigmas, per_row=True), extra_args or {}
     for i in range(sigmas.shape[-1] - 1):
         sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
         denoised = denoiser(x, _rows(sigma, x), **extra_args)
         _callback(callback, i, x, sigma, sigma, denoised)
-        sigma_down, sigma_up = ancestral_step(sigma, sigma_next, eta)
+        if _is_zero(sigma_next):
+            return denoised
+        sigma_down, sigma_up = split(sigma, sigma_next)
         x = denoised + sigma_down * to_d(x, sigma, denoised)
-        if not _is_zero(sigma_next) and eta > 0:
+        if stochastic:
             x = x + sigma_up * _noise(x, generator)
     return x
 
@@ -260,18 +272,8 @@ def sample_renoise(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ge
     """
     if not 0.0 <= zeta <= 1.0:
         raise DiffcommError(f"zeta must lie in [0, 1] (0 = deterministic, 1 = fresh noise each step); got {zeta}")
-    sigmas, extra_args = _check(x, sigmas, per_row=True), extra_args or {}
-    for i in range(sigmas.shape[-1] - 1):
-        sigma, sigma_next = _level(sigmas, i, x), _level(sigmas, i + 1, x)
-        denoised = denoiser(x, _rows(sigma, x), **extra_args)
-        _callback(callback, i, x, sigma, sigma, denoised)
-        if _is_zero(sigma_next):
-            x = denoised
-            break
-        eps = to_d(x, sigma, denoised)
-        noise = _noise(x, generator) if zeta > 0 else torch.zeros_like(x)
-        x = denoised + sigma_next * (math.sqrt(1 - zeta) * eps + math.sqrt(zeta) * noise)
-    return x
+    return _ddim_family(denoiser, x, sigmas, lambda s, s_next: (math.sqrt(1 - zeta) * s_next, math.sqrt(zeta) * s_next),
+                        zeta > 0, generator, callback, extra_args)
 
 
 @torch.no_grad()
