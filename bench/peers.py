@@ -5,8 +5,17 @@ by ``diffcomm.interop.deepinv.to_deepinv_denoiser``), the same operator (the ``d
 at CBR 1/16 over AWGN: 98 real measurements of 784 pixels), the same noise draw, the same
 Fashion-MNIST test images and the same number of network evaluations (NFE, counted on the deepinv
 side by a wrapper around the denoiser, read off ``ReceiverResult.nfe`` on ours), with one torch
-thread. Both sides use their **default hyperparameters** (only the step count is set): defaults are
-what users get. Writes per pair x SNR x NFE: median seconds per batch on both sides, their ratio
+thread. Both sides use their **default hyperparameters** (only the step count is set; ours: the
+signature defaults, ``calibration=False``): defaults are what users get. With ``--calibrated`` each
+side's strength parameters are first tuned per SNR and NFE on Fashion-MNIST *training* images
+(``diffcomm.calibration.validation_images``, their own noise draws; the test images are never used
+for a choice) by the same coordinate search (``diffcomm.calibration.coordinate_search``, from each
+side's defaults): ours over the candidates each receiver registers (``Option(tune=...)``: dps ζ,
+diffpir λ and ζ, pigdm guidance scale; ddnm has none), deepinv's over :data:`DEEPINV_TUNE` (DPS
+weight, DiffPIR λ and ζ, DDRM η and η_b, ΠGDM weight); the winners, the start and every candidate's
+training PSNR are recorded per row (``options``, ``tuning``).
+
+Writes per pair x SNR x NFE: median seconds per batch on both sides, their ratio
 (ours / deepinv; median of the per-repeat ratios, the two sides interleaved), mean PSNR/SSIM on
 both sides and the paired per-image difference (ours − deepinv) with a 95 % t-interval, plus the
 machine (platform, CPUs, torch/deepinv versions, load average before and after, date) and the
@@ -34,6 +43,7 @@ Run (from the repository root; the project venv cannot hold deepinv, so the scri
     ENV_PY=$(bench/peers_env.sh)                     # makes /work/deepinv-env once, prints its python
     PYTHONPATH=src $ENV_PY bench/peers.py            # 16 images, batch 16, NFE 20 50, 10 dB, 3 repeats
     PYTHONPATH=src $ENV_PY bench/peers.py --images 32 --snr 10 5 --nfe 20 50 100
+    PYTHONPATH=src $ENV_PY bench/peers.py --images 32 --snr 10 5 --nfe 20 50 100 --calibrated   # peers_calibrated
 
 Time ratios are what matter on a shared machine; absolute seconds move with the load.
 """
@@ -127,23 +137,25 @@ def physics_check(physics, link, rx, x):
             "noise_sigma": float(physics.noise_model.sigma)}
 
 
-def deepinv_method(name, den, nfe, seed):
+def deepinv_method(name, den, nfe, seed, params=None):
+    """deepinv's sampler ``name`` at ``nfe`` evaluations; ``params`` are its strength parameters (default: its own)."""
+    params = params or {}
     if name == "DPS":
-        return dinv.sampling.DPS(den, num_steps=nfe + 1, rng=torch.Generator().manual_seed(seed))
+        return dinv.sampling.DPS(den, num_steps=nfe + 1, rng=torch.Generator().manual_seed(seed), **params)
     if name == "DiffPIR":
-        return dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), max_iter=nfe)
+        return dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), max_iter=nfe, **params)
     if name == "DDRM":
-        return dinv.sampling.DDRM(den, sigmas=np.linspace(1, 0, nfe))
+        return dinv.sampling.DDRM(den, sigmas=np.linspace(1, 0, nfe), **params)
     if name == "PiGDM":
         solver = dinv.sampling.DDPMSolver(timesteps=torch.linspace(1, 0, nfe + 1, dtype=torch.float64),
                                           rng=torch.Generator().manual_seed(seed))
-        return dinv.sampling.PosteriorDiffusion(dinv.sampling.PiGDMDataFidelity(), den,
+        return dinv.sampling.PosteriorDiffusion(dinv.sampling.PiGDMDataFidelity(**params), den,
                                                 dinv.sampling.VariancePreservingDiffusion(), solver)
     raise KeyError(name)
 
 
-def run_deepinv(name, den, nfe, y, physics, seed):
-    model = deepinv_method(name, den, nfe, seed)
+def run_deepinv(name, den, nfe, y, physics, seed, params=None):
+    model = deepinv_method(name, den, nfe, seed, params)
     torch.manual_seed(seed)                               # DDRM and DiffPIR draw from the global generator
     den.calls = 0
     t0 = time.perf_counter()
@@ -155,10 +167,68 @@ def run_deepinv(name, den, nfe, y, physics, seed):
     return out.detach().float().clamp(0, 1), sec, den.calls
 
 
-def run_ours(name, link, rx, prior, nfe, seed):
+def run_ours(name, link, rx, prior, nfe, seed, options=None):
+    """Our receiver with its signature defaults (``calibration=False``: not stored calibrated ones) or ``options``."""
     t0 = time.perf_counter()
-    res = decode(name, link, rx, prior=prior, steps=nfe, generator=torch.Generator().manual_seed(seed))
+    res = decode(name, link, rx, prior=prior, steps=nfe, generator=torch.Generator().manual_seed(seed),
+                 calibration=False, **(options or {}))
     return res.x_hat.detach().float().clamp(0, 1), time.perf_counter() - t0, res.nfe
+
+
+# --calibrated: each side's strength parameters, searched on training images with the same coordinate search
+# (diffcomm.calibration.coordinate_search; starts at each side's defaults). Ours: the candidates each receiver
+# registers (Option(..., tune=...), the ones `diffcomm tune` searches); deepinv: grids of the same breadth around
+# its defaults (DPS's "norm" guidance weight absorbs ||y - A x0|| / sigma_y^2, "typically in the hundreds").
+DEEPINV_TUNE = {
+    "DPS": {"weight": (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)},
+    "DiffPIR": {"lambda_": (1.0, 2.0, 4.0, 7.0, 12.0, 20.0), "zeta": (0.1, 0.3, 0.6, 1.0)},
+    "DDRM": {"eta": (0.5, 0.7, 0.85, 1.0), "etab": (0.5, 0.75, 1.0)},
+    "PiGDM": {"weight": (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)},
+}
+DEEPINV_DEFAULTS = {"DPS": {"weight": 1.0}, "DiffPIR": {"lambda_": 7.0, "zeta": 0.1},
+                    "DDRM": {"eta": 0.85, "etab": 1.0}, "PiGDM": {"weight": 1.0}}
+
+
+def ours_grid(name):
+    """(start, candidates) of our receiver's strength options: its signature defaults and registered candidates."""
+    from diffcomm.receivers.base import get_spec
+
+    spec = get_spec(name)
+    grid = spec.tunable()
+    return {k: spec.defaults()[k] for k in grid}, grid
+
+
+def tune_side(run, start, grid, tune_sets, seed, rounds=2):
+    """Coordinate search of ``run(params, x, rx, physics, y, seed) -> x_hat`` by mean PSNR over the tuning batches.
+
+    Returns {"options", "psnr", "start": {options, psnr}, "candidates": [...]}; with no strength options the
+    defaults are kept and scored once."""
+    from diffcomm.calibration import Candidate, coordinate_search
+
+    cache = {}
+
+    def evaluate(opts):
+        key = tuple(sorted(opts.items()))
+        if key not in cache:
+            ps = []
+            for b, (x, rx, physics, y) in enumerate(tune_sets):
+                ps += psnr(run(opts, x, rx, physics, y, seed + b), x).tolist()
+            cache[key] = Candidate(dict(opts), float(np.mean(ps)), None)
+        return cache[key]
+
+    first, best = coordinate_search(evaluate, dict(start), grid, rounds) if grid else (evaluate({}),) * 2
+    return {"options": best.options, "psnr": best.psnr, "start": {"options": first.options, "psnr": first.psnr},
+            "candidates": [{"options": c.options, "psnr": c.psnr} for c in cache.values()]}
+
+
+def send(link, batches, seed):
+    """(x, rx with one gain per batch, deepinv physics, deepinv y) per batch, noise seeded ``seed + b``."""
+    out = []
+    for b, x in enumerate(batches):
+        rx = fixed_gain(link, link.transmit(x, generator=torch.Generator().manual_seed(seed + b)), x)
+        physics = svd_physics(link, rx)
+        out.append((x, rx, physics, measurement(rx)))
+    return out
 
 
 def paired(a, b):
@@ -190,8 +260,17 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up, on the first batch")
     ap.add_argument("--pairs", nargs="+", default=[o for o, _ in PAIRS], help="our receivers to run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results/peers.json"))
+    ap.add_argument("--calibrated", action="store_true",
+                    help="tune both sides' strength parameters on Fashion-MNIST training images per SNR and NFE "
+                         "(never test images), then evaluate the winners on the test images")
+    ap.add_argument("--tune-images", type=int, default=32,
+                    help="--calibrated: training images to tune on (diffcomm.calibration.validation_images)")
+    ap.add_argument("--out", default=None, help="default: results/peers.json, or results/peers_calibrated.json "
+                                                "with --calibrated")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(Path(__file__).resolve().parent / "results" /
+                       ("peers_calibrated.json" if args.calibrated else "peers.json"))
     torch.set_num_threads(1)
     load_before = os.getloadavg()
     started = time.time()
@@ -202,25 +281,44 @@ def main(argv=None):
     images = get_dataset("fashion-mnist", "test").images[: args.images].float()
     batches = [images[i:i + args.batch] for i in range(0, len(images), args.batch)]
     pairs = [p for p in PAIRS if p[0] in args.pairs]
+    tune_batches = []
+    if args.calibrated:
+        from diffcomm.calibration import validation_images
+
+        tune_x, tune_idx = validation_images("fashion-mnist", n=args.tune_images, seed=args.seed)
+        tune_batches = [tune_x[i:i + args.batch].float() for i in range(0, len(tune_x), args.batch)]
 
     results, checks = [], {}
     for snr in args.snr:
         link = build_link("downsample", (1, 28, 28), "1/16", "awgn", snr)
-        sent = []
-        for b, x in enumerate(batches):
-            rx = fixed_gain(link, link.transmit(x, generator=torch.Generator().manual_seed(args.seed + b)), x)
-            physics = svd_physics(link, rx)
-            if b == 0:
-                checks[str(snr)] = physics_check(physics, link, rx, x)
-            sent.append((x, rx, physics, measurement(rx)))
+        sent = send(link, batches, args.seed)
+        checks[str(snr)] = physics_check(sent[0][2], link, sent[0][1], sent[0][0])
+        tune_sets = send(link, tune_batches, args.seed + 500) if args.calibrated else []
         for nfe in args.nfe:
             for ours, theirs in pairs:
+                opts, params, tuned = {}, {}, None
+                if args.calibrated:                                  # tuned on training images, then fixed
+                    t_tune = time.perf_counter()
+                    start, grid = ours_grid(ours)
+                    def ours_run(o, x, rx, ph, y, sd, ours=ours, link=link, nfe=nfe):
+                        return run_ours(ours, link, rx, prior, nfe, sd, o)[0]
+
+                    def dinv_run(o, x, rx, ph, y, sd, theirs=theirs, nfe=nfe):
+                        return run_deepinv(theirs, den, nfe, y, ph, sd, o)[0]
+
+                    t_ours = tune_side(ours_run, start, grid, tune_sets, args.seed + 2000)
+                    t_dinv = tune_side(dinv_run, DEEPINV_DEFAULTS[theirs], DEEPINV_TUNE[theirs], tune_sets,
+                                       args.seed + 2000)
+                    opts, params = t_ours["options"], t_dinv["options"]
+                    tuned = {"ours": t_ours, "deepinv": t_dinv, "seconds": time.perf_counter() - t_tune}
+                    print(f"{snr:4.0f} dB  NFE {nfe:3d}  tuned {ours} {opts} ({t_ours['psnr']:.2f} dB on train) / "
+                          f"{theirs} {params} ({t_dinv['psnr']:.2f} dB)", flush=True)
                 q = {"ours": {"psnr": [], "ssim": []}, "deepinv": {"psnr": [], "ssim": []}}
                 nfe_seen = {"ours": set(), "deepinv": set()}
                 for b, (x, rx, physics, y) in enumerate(sent):     # quality: one run per batch (also warm-up)
                     seed = args.seed + 1000 + b
-                    xo, _, n_o = run_ours(ours, link, rx, prior, nfe, seed)
-                    xt, _, n_t = run_deepinv(theirs, den, nfe, y, physics, seed)
+                    xo, _, n_o = run_ours(ours, link, rx, prior, nfe, seed, opts)
+                    xt, _, n_t = run_deepinv(theirs, den, nfe, y, physics, seed, params)
                     for side, xh in (("ours", xo), ("deepinv", xt)):
                         q[side]["psnr"] += psnr(xh, x).tolist()
                         q[side]["ssim"] += ssim(xh, x).tolist()
@@ -229,10 +327,11 @@ def main(argv=None):
                 x, rx, physics, y = sent[0]
                 t_o, t_t = [], []
                 for r in range(args.repeats):                       # timing: interleaved, first batch
-                    t_o.append(run_ours(ours, link, rx, prior, nfe, args.seed + r)[1])
-                    t_t.append(run_deepinv(theirs, den, nfe, y, physics, args.seed + r)[1])
+                    t_o.append(run_ours(ours, link, rx, prior, nfe, args.seed + r, opts)[1])
+                    t_t.append(run_deepinv(theirs, den, nfe, y, physics, args.seed + r, params)[1])
                 row = {
                     "pair": f"{ours}/{theirs}", "ours": ours, "deepinv": theirs, "snr_db": snr, "nfe": nfe,
+                    "options": {"ours": opts, "deepinv": params},
                     "nfe_counted": {k: sorted(v) for k, v in nfe_seen.items()},
                     "seconds_per_batch": {"ours": statistics.median(t_o), "deepinv": statistics.median(t_t),
                                           "ours_all": t_o, "deepinv_all": t_t, "batch": len(sent[0][0])},
@@ -242,6 +341,8 @@ def main(argv=None):
                     "ssim": {"ours": float(np.mean(q["ours"]["ssim"])), "deepinv": float(np.mean(q["deepinv"]["ssim"])),
                              "diff": paired(q["ours"]["ssim"], q["deepinv"]["ssim"])},
                 }
+                if tuned is not None:
+                    row["tuning"] = tuned
                 results.append(row)
                 sec, pd = row["seconds_per_batch"], row["psnr"]["diff"]
                 print(f"{snr:4.0f} dB  NFE {nfe:3d}  {ours:>7s}/{theirs:<7s}  time {sec['ours']:6.2f} / "
@@ -251,7 +352,8 @@ def main(argv=None):
                       f"SSIM d = {row['ssim']['diff']['mean']:+.3f}", flush=True)
 
     out = {
-        "benchmark": "peers: diffcomm receivers vs deepinv 0.5 samplers at equal NFE",
+        "benchmark": "peers: diffcomm receivers vs deepinv 0.5 samplers at equal NFE" +
+                     (", both sides calibrated on training images" if args.calibrated else ", default hyperparameters"),
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "pythonpath": os.environ.get("PYTHONPATH"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -267,8 +369,18 @@ def main(argv=None):
                                "GaussianNoise(sqrt(N0/2))",
             "physics_check": checks,
             "images": f"fashion-mnist test[:{args.images}]", "batch": args.batch, "torch_threads": 1,
-            "hyperparameters": "defaults on both sides (only the step count set); ours: decode(name, link, rx, "
-                               "prior, steps=NFE); deepinv: DPS(num_steps=NFE+1), DiffPIR(L2(), max_iter=NFE), "
+            **({"tune_images": {"split": "train", "n": args.tune_images, "indices": tune_idx.tolist(),
+                                "noise_seeds": f"{args.seed + 500} + batch",
+                                "receiver_seeds": f"{args.seed + 2000} + batch"}} if args.calibrated else {}),
+            "hyperparameters": ("calibrated: each side's strength parameters tuned per SNR and NFE on "
+                                f"{args.tune_images} Fashion-MNIST training images (diffcomm.calibration."
+                                "validation_images, own noise draws) by coordinate search from its defaults "
+                                "(diffcomm.calibration.coordinate_search, 2 rounds); ours over the registered "
+                                f"candidates (Option tune=), deepinv over {DEEPINV_TUNE}; winners in each row's "
+                                "options, the search in its tuning; " if args.calibrated else "") +
+                               "defaults on both sides (only the step count set); ours: decode(name, link, rx, "
+                               "prior, steps=NFE, calibration=False), i.e. the signature defaults, not stored "
+                               "calibrated ones; deepinv: DPS(num_steps=NFE+1), DiffPIR(L2(), max_iter=NFE), "
                                "DDRM(sigmas=linspace(1, 0, NFE)), PiGDM = PosteriorDiffusion(PiGDMDataFidelity(), "
                                "VariancePreservingDiffusion(), DDPMSolver(linspace(1, 0, NFE+1)))",
             "timing": f"one quality run per batch (doubles as warm-up), then {args.repeats} interleaved timed "

@@ -199,3 +199,78 @@ def test_pinv_rejects_bad_y():
     for y in (rx.y.real, rx.y[:, :-1], rx.y[:1], torch.full_like(rx.y, float("nan"))):
         with pytest.raises(DiffcommError):
             link.pinv(y, rx)
+
+
+def _one_gain(rx: Received, h: torch.Tensor | None = None) -> Received:
+    """``rx`` with every row's operator the same: the mean power gain for all rows (and ``h`` for every row)."""
+    h_hat = rx.h_hat if h is None else h.expand_as(rx.h_hat).clone()
+    return Received(y=rx.y, h_hat=h_hat, n0=rx.n0, gain=torch.full_like(rx.gain, float(rx.gain.mean())),
+                    pilots_used=rx.pilots_used)
+
+
+@pytest.mark.parametrize("encoder,channel,fast", [("downsample", "awgn", False), ("gaussian", "rayleigh", False),
+                                                  ("gaussian", "rayleigh", True)])
+def test_identical_rows_share_one_factorisation(encoder, channel, fast):
+    """When every image's operator is the same (one gain for the batch; AWGN, one block, or the same fast-fading
+    draw for every row), the matrix and the SVD are one factor expanded over the batch (stride 0), and pinv and
+    the model-space system equal the per-row dense computation (torch.linalg.pinv / solve of each row's matrix)."""
+    from diffcomm.linalg import shared
+
+    ch = make_channel(channel, block=False) if fast else channel
+    link = make_link(encoder, SHAPE, "1/4", channel=ch, snr_db=10.0)
+    x = images(4, seed=3)
+    rx = link.transmit(x, generator=torch.Generator().manual_seed(1))
+    rx = _one_gain(rx, rx.h_hat[:1] if rx.h_hat is not None else None)
+    op = link.operator(rx)
+    assert op.rows_identical
+    f = op.svd()
+    assert all(shared(t) is not None for t in (op.matrix(), op.matrix(torch.float64), f.u, f.vh))
+    m = op.matrix(torch.float64).contiguous()                                    # per-row dense reference
+    v = complex_to_real(rx.y.to(torch.complex128))
+    want = (torch.linalg.pinv(m) @ v[..., None]).squeeze(-1)
+    torch.testing.assert_close(op.pinv(rx.y).double().flatten(1), want, rtol=0, atol=1e-5)
+    system = op.model_space()
+    a = m / 2
+    xm = torch.randn(4, link.n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    torch.testing.assert_close(system.apply(xm), (a @ xm[..., None]).squeeze(-1), rtol=0, atol=1e-12)
+    eye = torch.eye(a.shape[1], dtype=torch.float64)
+    rho = 0.3
+    resid = system.y - (a @ xm[..., None]).squeeze(-1)
+    gain = torch.linalg.solve(a @ a.transpose(-1, -2) + rho * eye, resid[..., None])
+    prox = xm + (a.transpose(-1, -2) @ gain).squeeze(-1)
+    torch.testing.assert_close(system.prox(xm, rho), prox, rtol=0, atol=1e-10)
+    r = system.y
+    solve = torch.linalg.solve(0.7 * a @ a.transpose(-1, -2) + system.noise_var * eye, r[..., None]).squeeze(-1)
+    torch.testing.assert_close(system.solve(r, 0.7, system.noise_var), solve, rtol=0, atol=1e-10)
+
+
+def test_per_image_gains_apply_through_the_shared_singular_vectors():
+    """AWGN with the usual per-image power gain: rows differ (no shared matrix) but U and Vᵀ are shared, so the
+    model-space a x and aᵀ v go through them; equal to the per-row dense products."""
+    from diffcomm.linalg import shared
+
+    link = make_link("downsample", SHAPE, "1/4", channel="awgn", snr_db=10.0)
+    rx = link.transmit(images(5, seed=4), generator=torch.Generator().manual_seed(0))
+    op = link.operator(rx)
+    assert not op.rows_identical
+    system = op.model_space()
+    assert shared(system.a) is None and shared(system.svd.u) is not None and shared(system.svd.vh) is not None
+    xm = torch.randn(5, link.n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v = torch.randn(5, 2 * link.k, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    torch.testing.assert_close(system.apply(xm), (system.a @ xm[..., None]).squeeze(-1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(system.adjoint(v), (system.a.transpose(-1, -2) @ v[..., None]).squeeze(-1),
+                               rtol=0, atol=1e-12)
+
+
+def test_bmv_with_a_shared_matrix_is_one_product():
+    """bmv of a matrix expanded over the batch (stride 0), of a 2-D matrix and of a batch-1 matrix equals the
+    per-row products of the materialised copy."""
+    from diffcomm.linalg import bmv, shared
+
+    a = torch.randn(6, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    v = torch.randn(4, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    want = (a.expand(4, 6, 9).contiguous() @ v[..., None]).squeeze(-1)
+    for form in (a, a[None], a[None].expand(4, 6, 9)):
+        assert shared(form) is not None
+        torch.testing.assert_close(bmv(form, v), want, rtol=0, atol=1e-12)
+    assert shared(a[None].expand(4, 6, 9).contiguous()) is None

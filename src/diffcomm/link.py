@@ -42,6 +42,19 @@ use. Every receiver goes through it.
 **Randomness.** :meth:`Link.transmit` draws, in order, the block gains, the data noise, then the pilot
 noise from one generator, so the same seed gives the same h and y whatever the CSI mode.
 
+**Mixing channels (MIMO).** A channel with ``propagate`` and ``detect``
+(:class:`diffcomm.channels.mimo.MIMOChannel`) sends the raw signal, the CSI is taken, then the
+receiver's front end turns it into ``(B, k)`` streams: ``h_hat`` holds their per-stream gains (so
+per-symbol decoders work unchanged) and :attr:`Received.mixing` the exact per-use mixing M of the
+streams; :meth:`Link.operator` then returns a :class:`MixingOperator` (``A = M ⊛ g E``), not the
+diagonal. Such a channel's ``extra_uses`` is negative (n_t symbols share one use).
+
+**Impairment stages** (:mod:`diffcomm.channels.impairments`, attached with
+``with_impairments(link, ...)``): transmitter stages act on ``g z`` before the channel, receiver
+stages on ``y`` after it (drawing from the generator after the pilots). Modelled phase stages are
+folded into ``h_hat``; modelled nonlinear ones (PA, clipping, ADC) make ``A`` nonlinear
+(``is_linear`` False, :func:`~diffcomm.channels.impairments.model_forward`).
+
 Example:
     >>> link = make_link("gaussian", (1, 28, 28), "1/16", channel="rayleigh", snr_db=10.0)
     >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
@@ -69,8 +82,9 @@ from diffcomm.channels import (
     symbols_for_cbr,
 )
 from diffcomm.channels.estimation import PILOT_ESTIMATORS
+from diffcomm.channels.impairments import is_nonlinear, model_forward, receive_stages, transmit_stages
 from diffcomm.errors import DiffcommError
-from diffcomm.linalg import SVD, bmv, truncated_svd
+from diffcomm.linalg import SVD, bmv, cast_rows, shared, truncated_svd
 
 F64 = torch.float64
 DENSE_AUTO_MAX_N = 4096   # images up to this many values (64×64×1) use the dense path by default
@@ -89,6 +103,7 @@ class Received:
     pilots_used: int                      # channel uses per image spent on pilots
     y_pilot: torch.Tensor | None = None   # complex (B, blocks, n_pilots): received pilots (csi="estimated")
     pilots: torch.Tensor | None = None    # complex (n_pilots,): the pilot sequence (csi="estimated")
+    mixing: torch.Tensor | None = None    # complex (B, uses, s, s): exact per-use stream mixing (MIMO), else None
 
     @property
     def batch(self) -> int:
@@ -99,7 +114,7 @@ class Received:
 class ChannelTruth:
     """The ground truth of one transmission, for evaluation only (receivers never get it)."""
 
-    h: torch.Tensor                       # complex (B, k): the true per-symbol gains
+    h: torch.Tensor                       # complex (B, k): the true per-symbol gains (MIMO: (B, uses, n_r, n_t))
     z: torch.Tensor                       # complex (B, k): the transmitted (power-normalised) symbols
 
 
@@ -139,6 +154,10 @@ class Link:
             raise DiffcommError(f"Link: pilots_in_budget must be True or False, got {pilots_in_budget!r}")
         self.csi, self.n_pilots, self.pilot_estimator = csi, n_pilots, pilot_estimator
         self.pilots_in_budget = pilots_in_budget
+        check = getattr(self.channel, "check_csi", None)        # channels that cannot serve every CSI mode (MIMO)
+        if callable(check):
+            check(csi, n_pilots)
+        self.stages: tuple = ()   # impairment stages (diffcomm.channels.impairments.with_impairments)
         self.k: int = k
         self.n: int = math.prod(self.shape)
         self.blocks: int = self.channel.num_blocks(k)
@@ -152,7 +171,7 @@ class Link:
         """True for linear encoders: a dense ``matrix`` tensor, or a matrix-free one (``matrix_free = True`` with
         ``apply_adjoint`` and ``pinv``, e.g. :class:`diffcomm.transmit.linear.Downsample`)."""
         enc = self.encoder
-        if not getattr(enc, "is_linear", False):
+        if not getattr(enc, "is_linear", False) or is_nonlinear(getattr(self, "stages", ())):
             return False
         if getattr(enc, "matrix_free", False):
             return callable(getattr(enc, "apply_adjoint", None)) and callable(getattr(enc, "pinv", None))
@@ -182,7 +201,8 @@ class Link:
         return {"encoder": enc, "channel": self.channel.config(), "snr_db": self.snr_db, "n0": self.n0,
                 "csi": self.csi, "n_pilots": self.n_pilots, "pilot_estimator": self.pilot_estimator,
                 "pilots_in_budget": self.pilots_in_budget, "k": self.k, "pilots_used": self.pilots_used,
-                "extra_uses": self.extra_uses, "channel_uses": self.channel_uses, "cbr": self.cbr}
+                "extra_uses": self.extra_uses, "channel_uses": self.channel_uses, "cbr": self.cbr,
+                **({"impairments": [st.config() for st in self.stages]} if getattr(self, "stages", ()) else {})}
 
     def __repr__(self) -> str:
         return (f"Link(encoder={getattr(self.encoder, 'name', '?')}, channel={self.channel!r}, snr_db={self.snr_db:g}, "
@@ -243,16 +263,24 @@ class Link:
                 got = (z.dtype, tuple(z.shape)) if torch.is_tensor(z) else type(z).__name__
                 raise DiffcommError(f"transmit: encoder must return complex ({x.shape[0]}, {self.k}), got {got}")
             z, gain = normalize_power(z.to(torch.complex64))
+            if self.stages:
+                z = transmit_stages(self.stages, z)
             h = self.channel.generate(x.shape[0], self.k, generator, device=x.device)
-            y = self.channel.apply(z, h, self.n0, generator)
+            split = all(callable(getattr(self.channel, a, None)) for a in ("propagate", "detect"))   # MIMO front end
+            y = (self.channel.propagate if split else self.channel.apply)(z, h, self.n0, generator)
             h_hat, y_pilot, pilots = None, None, None
             if self.csi == "perfect":
                 h_hat = h.clone()
             elif self.csi == "estimated":
                 h_hat, y_pilot, pilots = self.channel.estimate_csi(h, self.k, self.n0, self.n_pilots,
                                                                    self.pilot_estimator, generator)
+            mixing = None
+            if split:                                            # the receiver front end with its CSI (MIMO)
+                y, h_hat, mixing = self.channel.detect(y, h_hat, self.n0, self.k)
+            if self.stages:
+                y, h_hat, mixing = receive_stages(self.stages, y, h_hat, mixing, self.n0, generator)
         rx = Received(y=y, h_hat=h_hat, n0=self.n0, gain=gain, pilots_used=self.pilots_used,
-                      y_pilot=y_pilot, pilots=pilots)
+                      y_pilot=y_pilot, pilots=pilots, mixing=mixing)
         return (rx, ChannelTruth(h=h, z=z)) if return_truth else rx
 
     def operator(self, rx: Received, h: torch.Tensor | None = None, matrix_free: bool | None = None) -> LinkOperator:
@@ -261,6 +289,8 @@ class Link:
         ``matrix_free``: None (default) picks the matrix-free path for encoders that offer one when the
         image has more than :data:`DENSE_AUTO_MAX_N` values or no dense matrix; True / False force it.
         """
+        if h is None and getattr(rx, "mixing", None) is not None:     # streams mixed within a use (MIMO)
+            return MixingOperator(self, rx, matrix_free=matrix_free)
         return LinkOperator(self, rx, h, matrix_free=matrix_free)
 
     def forward(self, x: torch.Tensor, rx: Received, h: torch.Tensor | None = None) -> torch.Tensor:
@@ -297,12 +327,25 @@ class ModelSpaceSystem:
     noise_var: float
     svd: SVD
 
+    def _factored(self) -> bool:
+        """True when ``a`` differs per row but the SVD's ``u`` and ``vᵀ`` are shared by the batch (e.g. AWGN
+        with one power gain per image: ``a_b = |c_b| Q E``): then ``a = u diag(s) vᵀ`` (all r singular values,
+        exact to rounding) is applied as shared matrix products instead of B per-row ones."""
+        f = self.svd
+        return shared(self.a) is None and shared(f.u) is not None and shared(f.vh) is not None
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """``a x`` for model-space images ``x`` (B, ...) -> float64 (B, m)."""
-        return bmv(self.a, x.flatten(1).to(F64))
+        xf = x.flatten(1).to(F64)
+        if self._factored():
+            return bmv(self.svd.u, self.svd.s * bmv(self.svd.vh, xf))
+        return bmv(self.a, xf)
 
     def adjoint(self, v: torch.Tensor) -> torch.Tensor:
         """``aᵀ v`` for ``v`` (B, m) -> float64 (B, n)."""
+        if self._factored():
+            f = self.svd
+            return bmv(f.vh.transpose(-1, -2), f.s * bmv(f.u.transpose(-1, -2), v))
         return bmv(self.a.transpose(-1, -2), v)
 
     def pinv(self, v: torch.Tensor) -> torch.Tensor:
@@ -340,7 +383,9 @@ class LinkOperator:
     - :meth:`svd`: the truncated float64 SVD of ``M``, computed once. When each image's symbols share
       one complex coefficient ``c = ĥ g`` up to phase (AWGN, one fading block per frame),
       ``M = |c| Q E`` with ``Q`` orthogonal, so the encoder's cached SVD is reused:
-      ``U = Q U_E``, ``s = |c| s_E``, ``Vᵀ = V_Eᵀ`` — no per-image SVD;
+      ``U = Q U_E``, ``s = |c| s_E``, ``Vᵀ = V_Eᵀ`` — no per-image SVD. When every image's operator is the
+      same (:attr:`rows_identical`, e.g. one power gain for the batch), :meth:`matrix` and the factors are one
+      copy expanded over the batch, and every product with them is one matrix product;
     - :meth:`pinv`: ``A⁺ y`` and :meth:`model_space`: the system of :class:`ModelSpaceSystem`.
 
     **Matrix-free path** (``matrix_free``; chosen by default for encoders with ``matrix_free = True``
@@ -394,10 +439,24 @@ class LinkOperator:
         self.link._check_images(x, "operator", check_range=False)
         if x.shape[0] != self.batch:
             raise DiffcommError(f"operator: x has batch {x.shape[0]} but rx has {self.batch}")
+        if is_nonlinear(self.link.stages):                     # modelled PA / clipping / ADC stages
+            return model_forward(self, x)
         return self.coefficients * self.link.encoder(x)
+
+    def propagate(self, s: torch.Tensor) -> torch.Tensor:
+        """The channel as the receiver models it on normalised symbols ``s = g E(x)`` (B, k): ``ĥ ⊙ s``."""
+        return s * (self.coefficients / self.rx.gain.reshape(-1, 1).to(self.coefficients.real.dtype))
 
     def _coef(self) -> torch.Tensor:
         return self.coefficients.expand(self.batch, self.link.k)
+
+    @property
+    def rows_identical(self) -> bool:
+        """True when every image's operator is the same (all rows of ``ĥ g`` equal exactly, e.g. AWGN with one
+        power gain for the batch): then :meth:`matrix` and :meth:`svd` hold one factor, expanded over the
+        batch (stride 0), and every product with them is one matrix product (:func:`diffcomm.linalg.bmv`)."""
+        c = self._coef()
+        return self.batch == 1 or bool((c == c[:1]).all())
 
     def matrix(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Real matrix per image ``(B, 2k, n)`` (float32 by default); rows in (Re, Im) pairs per symbol.
@@ -412,13 +471,16 @@ class LinkOperator:
         if self._matrix is None:
             link = self.link
             c = self._coef().to(torch.complex128)
+            rows = 1 if self.rows_identical else self.batch             # one matrix for identical rows
+            c = c[:rows]
             e = link.encoder.matrix.to(device=c.device, dtype=F64).reshape(link.k, 2, link.n)
             er, ei = e[:, 0], e[:, 1]
             cr, ci = c.real[..., None], c.imag[..., None]
             re = cr * er - ci * ei
             im = ci * er + cr * ei
-            self._matrix = torch.stack([re, im], dim=2).reshape(self.batch, 2 * link.k, link.n)
-        return self._matrix.to(dtype)
+            m = torch.stack([re, im], dim=2).reshape(rows, 2 * link.k, link.n)
+            self._matrix = m.expand(self.batch, -1, -1)
+        return cast_rows(self._matrix, dtype)
 
     def adjoint(self, v: torch.Tensor) -> torch.Tensor:
         """``Mᵀ v`` for real ``v`` ``(B, 2k)`` -> float64 ``(B, n)`` (matrix-free: ``Eᵀ complex_to_real(c̄ ⊙ v)``)."""
@@ -440,13 +502,17 @@ class LinkOperator:
                 enc = self.link.encoder.svd                              # (2k, r), (r,), (r, n), (r,)
                 k, r = self.link.k, enc.s.shape[0]
                 phase = torch.where(mag > 0, c / mag.clamp_min(1e-300), torch.ones_like(c))   # (B, k)
+                rows = 1 if bool((phase == phase[:1]).all()) else self.batch   # e.g. AWGN: one U for all
                 u_c = torch.complex(enc.u[0::2], enc.u[1::2])            # (k, r) complex rows
-                u_rot = phase[..., None] * u_c[None]                     # (B, k, r)
-                u = torch.stack([u_rot.real, u_rot.imag], dim=2).reshape(self.batch, 2 * k, r)
+                u_rot = phase[:rows, :, None] * u_c[None]                # (rows, k, r)
+                u = torch.stack([u_rot.real, u_rot.imag], dim=2).reshape(rows, 2 * k, r).expand(self.batch, -1, -1)
                 scale = mag[:, :1]                                       # (B, 1)
                 s = scale * enc.s[None]
                 keep = enc.keep[None].expand(self.batch, r) & (scale > 0)
                 self._svd = SVD(u, s, enc.vh[None].expand(self.batch, r, enc.vh.shape[-1]), keep)
+            elif self.rows_identical:                                    # one factorisation for the batch
+                f = truncated_svd(self.matrix(F64)[0])
+                self._svd = SVD(*(t[None].expand(self.batch, *t.shape) for t in (f.u, f.s, f.vh, f.keep)))
             else:
                 self._svd = truncated_svd(self.matrix(F64))
         return self._svd
@@ -497,7 +563,79 @@ class LinkOperator:
         f = self.svd()
         y = complex_to_real(self.rx.y).to(F64) + (offset / scale) * m.sum(-1)
         svd = SVD(f.u, f.s / scale, f.vh, f.keep)
-        return ModelSpaceSystem(a=m / scale, y=y, noise_var=self.rx.n0 / 2, svd=svd)
+        one = shared(m)                                                   # keep a shared matrix shared
+        a = (one / scale).expand_as(m) if one is not None else m / scale
+        return ModelSpaceSystem(a=a, y=y, noise_var=self.rx.n0 / 2, svd=svd)
+
+
+class MixingOperator(LinkOperator):
+    """:class:`LinkOperator` of a link whose streams mix within a channel use (MIMO; :attr:`Received.mixing`).
+
+    With ``s = g E(x)`` grouped into uses of ``n_t`` streams (the last use zero-padded), the receiver's
+    model is ``y_u = M_u s_u + n`` per use, so ``A(x)`` applies the per-use matrices M (not their
+    diagonal ``h_hat``). For linear encoders :meth:`matrix` is the real form of ``g M E`` (complex rows
+    ``(M ⊛ E_c)`` with ``E_c = E_re + j E_im``, then (Re, Im) pairs per symbol, as in
+    :meth:`LinkOperator.matrix`), and :meth:`svd`, :meth:`pinv` and :meth:`model_space` factorise that
+    matrix per image (no shared-factor shortcut; no matrix-free path).
+    """
+
+    def __init__(self, link: Link, rx: Received, matrix_free: bool | None = None):
+        if matrix_free:
+            raise DiffcommError("operator: a MIMO link (streams mixed per channel use) has no matrix-free path")
+        super().__init__(link, rx, None, matrix_free=False)
+        self.mixing = rx.mixing
+
+    def _mix(self, s: torch.Tensor) -> torch.Tensor:
+        """``M ⊛ s`` for ``s`` ``(B, k, ...)`` complex: per use, the n_t streams times that use's M."""
+        b, k = s.shape[:2]
+        u, n_s = self.mixing.shape[1], self.mixing.shape[-1]
+        tail = s.shape[2:]
+        pad = torch.cat([s, s.new_zeros(b, u * n_s - k, *tail)], dim=1).reshape(b, u, n_s, -1)
+        out = self.mixing.to(s.dtype) @ pad                                # (B, U, n_s, ·)
+        return out.reshape(b, u * n_s, *tail)[:, :k]
+
+    def propagate(self, s: torch.Tensor) -> torch.Tensor:
+        """``M ⊛ s`` on normalised symbols ``s`` (B, k)."""
+        return self._mix(s)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``A(x) = M ⊛ (g E(x))``: complex ``(B, k)``; differentiable in ``x``."""
+        self.link._check_images(x, "operator", check_range=False)
+        if x.shape[0] != self.batch:
+            raise DiffcommError(f"operator: x has batch {x.shape[0]} but rx has {self.batch}")
+        if is_nonlinear(self.link.stages):
+            return model_forward(self, x)
+        z = self.link.encoder(x)
+        return self._mix(self.rx.gain.reshape(-1, 1).to(z.real.dtype) * z)
+
+    @property
+    def rows_identical(self) -> bool:
+        return False
+
+    def matrix(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Real matrix per image ``(B, 2k, n)`` of ``g M E``; built once in float64 and cast."""
+        self.link._need_linear("matrix")
+        if not self._has_dense():
+            raise DiffcommError(f"operator.matrix: a dense {2 * self.link.k}x{self.link.n} matrix is too large for "
+                                f"this image")
+        if self._matrix is None:
+            link = self.link
+            e = link.encoder.matrix.to(device=self.mixing.device, dtype=F64).reshape(link.k, 2, link.n)
+            e_c = torch.complex(e[:, 0], e[:, 1])[None].expand(self.batch, -1, -1)     # (B, k, n)
+            a = self._mix(e_c.to(torch.complex128)) * self.rx.gain.to(F64).reshape(-1, 1, 1)
+            self._matrix = torch.stack([a.real, a.imag], dim=2).reshape(self.batch, 2 * link.k, link.n)
+        return self._matrix.to(dtype)
+
+    def adjoint(self, v: torch.Tensor) -> torch.Tensor:
+        """``Mᵀ v`` for real ``v`` ``(B, 2k)`` -> float64 ``(B, n)``."""
+        return bmv(self.matrix(F64).transpose(-1, -2), v.to(F64))
+
+    def svd(self) -> SVD:
+        """Truncated float64 SVD of :meth:`matrix`, per image (cached)."""
+        self.link._need_linear("svd")
+        if self._svd is None:
+            self._svd = truncated_svd(self.matrix(F64))
+        return self._svd
 
 
 def make_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, channel: str | Channel = "awgn",

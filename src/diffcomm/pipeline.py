@@ -161,20 +161,122 @@ def get_receiver(name: str):
     return get_spec(name).fn
 
 
+def uses_default_prior(spec: ReceiverSpec, shape: tuple[int, ...], prior) -> bool:
+    """True when ``prior`` is None or the very shipped model :func:`default_prior` gives for ``shape``."""
+    if prior is None:
+        return True
+    if spec.prior != "denoiser" or tuple(shape) not in DEFAULT_PRIORS:
+        return False
+    from diffcomm import zoo
+
+    return prior is zoo._CACHE.get(DEFAULT_PRIORS[tuple(shape)][0])  # zoo.load caches; never loads here
+
+
+MAX_POSTERIOR_SAMPLES = 1024
+
+
+def check_posterior_samples(value: Any, what: str = "posterior_samples") -> int | None:
+    """``S`` as an int >= 2, or None for "off" (None or 1); anything else is a one-line DiffcommError."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_POSTERIOR_SAMPLES:
+        raise DiffcommError(f"{what} must be an integer from 1 (off) to {MAX_POSTERIOR_SAMPLES} posterior samples "
+                            f"per image, got {value!r}")
+    return None if value == 1 else value
+
+
+def default_uncertainty_classifier(shape: tuple[int, ...]):
+    """The shipped classifier that scores semantic agreement for images of ``shape`` (1×28×28
+    Fashion-MNIST: ``fmnist-classifier``), or None (spread only)."""
+    from diffcomm import zoo
+
+    if tuple(shape) != (1, 28, 28) or "fmnist-classifier" not in zoo.list_models():
+        return None
+    return zoo.load("fmnist-classifier")
+
+
+def _with_uncertainty(result: ReceiverResult, batch: int, n_samples: int, classifier,
+                      classifier_name: str | None) -> ReceiverResult:
+    """Split the batched result of ``batch × n_samples`` rows: x_hat = each image's first sample,
+    ``uncertainty`` = the per-image record (:func:`diffcomm.metrics.uncertainty.uncertainty`)."""
+    from diffcomm.metrics.uncertainty import uncertainty
+
+    samples = result.x_hat.reshape(batch, n_samples, *result.x_hat.shape[1:])
+    scored = samples.detach()
+    params = next(iter(classifier.parameters()), None) if isinstance(classifier, torch.nn.Module) else None
+    if params is not None:
+        scored = scored.to(params.device)
+    with torch.no_grad():
+        u = uncertainty(scored, classifier)
+    result.x_hat = samples[:, 0].contiguous()
+    result.uncertainty = {"samples": n_samples, "spread": u.spread, "agreement": u.agreement,
+                          "classes": u.classes, "pixel_spread": u.pixel_spread, "classifier": classifier_name}
+    return result
+
+
 def decode(receiver: str, link, rx, prior=None, generator: torch.Generator | None = None,
-           dataset: str | None = None, **options: Any) -> ReceiverResult:
+           dataset: str | None = None, calibration: bool = True, posterior_samples: int | None = None,
+           uncertainty_classifier: Any = "auto", **options: Any) -> ReceiverResult:
     """Run registered receiver ``receiver`` on ``rx`` with checked ``options``.
 
     The link kind and CSI are checked against the receiver's capabilities, options against its
     declared types and ranges (one-line errors, before any work), and the default prior of its prior
     kind is provided when ``prior`` is None (:func:`default_prior`).
+
+    **Calibrated defaults**: with the default prior (``prior`` None or the shipped model it stands
+    for) and ``calibration`` True, the strength options not in ``options`` take the values tuned for
+    this receiver, link and the nearest calibrated SNR (:func:`diffcomm.calibration.calibrated_options`;
+    options given here always win). ``extras["options_used"]`` holds every option's value,
+    ``extras["options_source"]`` where each came from (``user``, ``calibrated`` or ``default``) and
+    ``extras["calibrated"]`` the calibrated ones with the SNR and steps of their entry.
+
+    **Posterior samples** (``posterior_samples=S``, S >= 2; None or 1: off): the receiver runs once on
+    every frame repeated S times (:func:`diffcomm.metrics.uncertainty.replicate_received`, one batched
+    call); ``x_hat`` is each image's *first* sample (itself a posterior sample, so metrics stay comparable
+    with S = 1), ``nfe`` stays per sample (an image costs S × nfe), ``seconds`` covers all samples, per-row
+    ``extras`` of the receiver (blind's ``h_hat``, cddm's ``start_sigma``) keep their B × S rows, and
+    ``result.uncertainty`` holds ``samples`` (S), per-image ``spread`` (B,) (rms of the per-pixel std over
+    the samples), ``pixel_spread`` (B, C, H, W), ``agreement`` (B,) (the fraction of samples the classifier
+    puts in the modal class) and ``classes`` (B, S), both None without a classifier. ``uncertainty_classifier``:
+    ``"auto"`` (the shipped Fashion-MNIST classifier for 1×28×28 images, none otherwise —
+    :func:`default_uncertainty_classifier`), None (spread only) or a network mapping pixels to logits.
+    Deterministic receivers (pinv, lmmse, the DeepJSCC decoder) give spread 0 and agreement 1: their
+    "samples" are copies, so the record says nothing about their errors.
     """
     spec = get_spec(receiver)
     spec.check_link(link.kind, link.csi)
     checked = spec.validate(options)
+    n_samples = check_posterior_samples(posterior_samples)
+    if n_samples is not None:
+        from diffcomm.metrics.uncertainty import replicate_received
+
+        classifier, classifier_name = uncertainty_classifier, "user"
+        if isinstance(classifier, str):
+            if classifier != "auto":
+                raise DiffcommError(f"uncertainty_classifier must be 'auto', None or a classifier network, "
+                                    f"got {classifier!r}")
+            classifier = default_uncertainty_classifier(link.shape)
+            classifier_name = "fmnist-classifier"
+        if classifier is None:
+            classifier_name = None
+        batch, rx = rx.batch, replicate_received(rx, n_samples)
+    calibrated: dict[str, dict[str, Any]] = {}
+    if calibration and spec.tunable() and uses_default_prior(spec, link.shape, prior):
+        from diffcomm.calibration import link_calibration
+
+        calibrated = link_calibration(spec, link, checked)
     if prior is None:
         prior = default_prior(spec, link.shape, dataset)
-    return spec.fn(link, rx, prior, generator=generator, **checked)
+    filled = {name: c["value"] for name, c in calibrated.items()}
+    result = spec.fn(link, rx, prior, generator=generator, **filled, **checked)
+    used = {**spec.defaults(), **filled, **checked}
+    result.extras["options_used"] = used
+    result.extras["options_source"] = {name: "user" if name in checked else "calibrated" if name in filled
+                                       else "default" for name in used}
+    result.extras["calibrated"] = calibrated
+    if n_samples is not None:
+        result = _with_uncertainty(result, batch, n_samples, classifier, classifier_name)
+    return result
 
 
 def score(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -68,6 +68,10 @@ def test_higher_snr_gives_better_downsample_reconstruction(tmp_path, image, caps
     (["--snr", "10", "--encoder", "nope"], "encoder"),
     (["--snr", "10", "--receiver", "pigdm", "--encoder", "deepjscc"], "linear"),
     (["--snr", "10", "--csi", "none"], "blind"),
+    (["--snr", "10", "--samples", "0"], "--samples must be an integer"),
+    (["--snr", "10", "--samples", "two"], "--samples must be an integer"),
+    (["--snr", "10", "--samples", "5000"], "--samples must be an integer"),
+    (["--snr", "10", "--spread-out", "s.png"], "needs --samples"),
 ])
 def test_bad_arguments_give_one_line_errors(tmp_path, image, capsys, args, message):
     code, _, err = run_cli(["transmit", "--input", str(image), "--out", str(tmp_path / "o.png"), *args], capsys)
@@ -102,3 +106,29 @@ def test_help_lists_commands(capsys):
     out = capsys.readouterr().out
     for command in ("transmit", "data", "train", "zoo"):
         assert command in out
+
+
+def test_transmit_samples_reports_spread_and_agreement(tmp_path, image, capsys):
+    out, spread = tmp_path / "rec.png", tmp_path / "spread.png"
+    base = ["transmit", "--input", str(image), "--snr", "5", "--encoder", "gaussian", "--receiver", "pinv",
+            "--out", str(out)]
+    code, stdout, _ = run_cli([*base, "--samples", "3", "--spread-out", str(spread), "--json"], capsys)
+    assert code == 0
+    record = json.loads(stdout)
+    assert record["samples"] == 3 and len(record["spread"]) == 1 and record["spread"][0] < 1e-5
+    assert record["agreement"] == [1.0] and len(record["classes"][0]) == 3   # pinv is deterministic
+    assert record["uncertainty_classifier"] == "fmnist-classifier" and read_image(spread).shape == (1, 1, 28, 28)
+    code, stdout, _ = run_cli(base, capsys)
+    assert code == 0 and "samples:" not in stdout and "spread" not in stdout
+    code, stdout, _ = run_cli([*base, "--samples", "2"], capsys)
+    assert code == 0 and "2 samples: spread 0.0000, agreement 1.000" in stdout
+    code, stdout, _ = run_cli([*base, "--samples", "1", "--json"], capsys)
+    assert code == 0 and "spread" not in json.loads(stdout)
+
+
+def test_transmit_samples_refuses_tiling_in_one_line(tmp_path, capsys):
+    big = tmp_path / "big.png"
+    write_image(big, torch.rand(1, 1, 56, 56, generator=torch.Generator().manual_seed(0)))
+    code, _, err = run_cli(["transmit", "--input", str(big), "--snr", "5", "--encoder", "deepjscc", "--receiver",
+                            "deepjscc", "--samples", "2", "--out", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "tiled" in err

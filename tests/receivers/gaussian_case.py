@@ -201,26 +201,26 @@ def pigdm_moments(case: Case, sigmas: torch.Tensor, eta: float, sigma_data: floa
 
 
 def ddnm_moments(case: Case, sigmas: torch.Tensor):
-    """DDNM+ eq. (13)-(17) with the DDPM step in σ form (λ_i, γ_i as in the paper): the ``ddpm`` sampler (default)."""
+    """DDNM with the measurement noise counted once (the ``ddpm`` sampler, default), in σ form: the prior's DDPM
+    step x' = D + (σ'²/σ²)(x − D) + c z, c² = σ'²(σ² − σ'²)/σ², then along every v_i with ν_i = σ_y/s_i ≤ σ'
+    the state's component replaced by (A⁺y)_i + sqrt(σ'² − ν_i²) z_i (``receivers.ddnm.range_replacement``)."""
     mu, cov, a, y, var = model_space(case)
     u, sv, vh = torch.linalg.svd(a, full_matrices=False)
     cy = (u.T @ y) / sv
+    nu = math.sqrt(var) / sv
     eye = torch.eye(N, dtype=F64)
-    sig_y = math.sqrt(var)
 
     def step(i, s, s_next):
         k = tweedie(mu, cov, s)
-        up = s_next * math.sqrt(s * s - s_next * s_next) / s
-        aa = 1 - (s_next / s) ** 2
-        std = aa * sig_y / sv
-        lam = torch.where(up >= std, torch.ones_like(sv), up / std)
-        gam = torch.where(up >= std, up ** 2 - std ** 2, torch.zeros_like(sv))
-        proj = eye - vh.T @ torch.diag(lam) @ vh                 # x̂0' = proj x̂0 + Vᵀ Λ c_y
         r = (s_next / s) ** 2
-        lin = (1 - r) * proj @ k + r * eye
-        c = (1 - r) * (proj @ (eye - k) @ mu + vh.T @ (lam * cy))
-        q = up ** 2 * (eye - vh.T @ vh) + vh.T @ torch.diag(gam) @ vh
-        return lin, c, q
+        lin = (1 - r) * k + r * eye
+        c = (1 - r) * (eye - k) @ mu
+        q = s_next ** 2 * (s * s - s_next ** 2) / (s * s) * eye
+        on = nu <= s_next
+        v_on = vh[on]                                            # the replaced directions
+        rest = eye - v_on.T @ v_on
+        g2 = s_next ** 2 - nu[on] ** 2
+        return rest @ lin, rest @ c + v_on.T @ cy[on], rest @ q @ rest + v_on.T @ torch.diag(g2) @ v_on
     return propagate(sigmas, step)
 
 

@@ -23,11 +23,15 @@ Two kinds of check, kept apart so that every tolerance has a stated source:
      (variance ratio 0.86 at 100 steps, 0.96 at 400, η = 1). For a correlated prior ΠGDM's
      isotropic p(x0 | x_σ) is an approximation: mean off by 0.07 posterior-whitened units at 10 dB
      (the prior mean is 1.33 away), variances within 5 %.
-   * DDNM+ (default sampler ``ddpm``: the paper's eq. 17 with the reshaped step noise): not a posterior
-     sampler. Its range-space component converges to the noisy pseudo-inverse A⁺y with vanishing
-     spread (the range correction replaces the content, and only the noise *level* is budgeted, not
-     its value); for an isotropic prior its null-space law is exactly DDIM(η = 1) on the exact
-     posterior's null-space marginal; for a correlated prior the null space is biased too.
+   * DDNM (default sampler ``ddpm``: the prior's DDPM steps, each followed by the range replacement
+     v_iᵀx ← (A⁺y)_i + sqrt(σ'² − ν_i²) z_i where ν_i = σ_y/s_i ≤ σ'): for an isotropic prior it
+     converges to the exact posterior (whitened mean gap 0.12 → 0.07 → 0.01 at 100 → 400 → 1600
+     steps at 10 dB, variance ratios 0.84-0.91 → 0.96-0.99), its null-space law being exactly
+     DDIM(η = 1) on the exact posterior's null-space marginal; for a correlated prior the replacement
+     ignores the range-null correlation and the mean stays biased (0.34 whitened units at 10 dB, 2.2
+     at 40 dB where the posterior is tight). DDNM+'s own eq. 17 budget, which this replaced, drove the
+     range to the noisy A⁺y with vanishing spread, worse with more steps (gap 4.4 → 5.1 at 100 → 400
+     steps, isotropic, 10 dB; variance ratios down to 0.002).
    * DDNM+ on any other sampler (the sampler-agnostic λ_i = min(1, σ s_i/σ_y), no noise reshaping;
      checked with DDIM(η = 1)): the same null-space law; its range components are driven to A⁺y at
      high SNR with a spread that is a fixed fraction (≈ 0.15, derived in :func:`ddnm_range_limit`) of
@@ -208,31 +212,27 @@ def test_pigdm_bias_for_a_correlated_prior():
     assert whitened_gap(mean_paper, case) < 0.6
 
 
-def test_ddnm_range_is_the_pinv_and_null_space_exact_for_an_isotropic_prior():
-    """Closed form, isotropic prior. Null space: DDNM+'s law there equals DDIM(η = 1) on the exact posterior
-    (to 1e-9). Range space: the mean approaches A⁺y (whitened distance 1.28 at 100 steps, 0.51 at 400;
-    μ_post is 5.5 away) and the spread collapses (variance < 2 % of the posterior's): the documented bias."""
+def test_ddnm_converges_to_the_exact_posterior_for_an_isotropic_prior():
+    """Closed form, isotropic prior, 10 dB. Null space: DDNM's law there equals DDIM(η = 1) on the exact posterior
+    (to 1e-9). Whole law: the whitened mean gap to μ_post falls with steps (0.117 at 100, 0.068 at 400; the prior
+    mean is 2.4 away) and the variance ratios approach 1 (0.84-0.91 at 100, 0.96-0.99 at 400): the measurement's
+    noise is counted once, so more steps only remove discretisation error."""
     case = case_for(isotropic=True)
     mu, cov, a, y, var = model_space(case)
     _, _, vh = torch.linalg.svd(a, full_matrices=True)
-    v_range, v_null = vh[: a.shape[0]], vh[a.shape[0]:]
-    pinv = torch.linalg.pinv(a) @ y
-    c_range = v_range @ (4 * case.post_cov) @ v_range.T
-
-    def range_gap(v: torch.Tensor) -> float:
-        d = v_range @ v
-        return float(d @ torch.linalg.solve(c_range, d)) ** 0.5
-
-    dist = []
+    v_null = vh[a.shape[0]:]
+    assert whitened_gap(case.prior.mean_pix, case) > 2
+    gaps, ratios = [], []
     for steps in (100, 400):
         m, c = ddnm_moments(case, grid(steps))
         dm, dc = ddim_moments(2 * case.post_mean - 1, 4 * case.post_cov, grid(steps), 1.0)
         torch.testing.assert_close(v_null @ m, v_null @ dm, rtol=0, atol=1e-9)
         torch.testing.assert_close(v_null @ c @ v_null.T, v_null @ dc @ v_null.T, rtol=0, atol=1e-9)
-        assert float((torch.diagonal(v_range @ c @ v_range.T) / torch.diagonal(c_range)).max()) < 0.02
-        dist.append(range_gap(m - pinv))
-    assert range_gap(2 * case.post_mean - 1 - pinv) > 5
-    assert dist[1] < 0.6 < dist[0] < 1.5
+        mean, pix_cov = to_pixel_moments(m, c)
+        gaps.append(whitened_gap(mean, case))
+        ratios.append(variance_ratios(pix_cov, case))
+    assert gaps[1] < 0.1 and gaps[1] < gaps[0] / 1.5, gaps
+    assert float(ratios[0].min()) > 0.8 and float(ratios[1].min()) > 0.95 and float(ratios[1].max()) < 1.0, ratios
 
 
 def ddnm_range_limit(u: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,6 @@
-"""Channels: link-budget units, symbol packing and power, AWGN, flat fading and OFDM, pilots/estimation/equalisation.
+"""Channels: link-budget units, symbol packing and power, AWGN, flat fading, OFDM, MIMO, pilots/estimation.
+
+Impairment stages (PA models, clipping, ADC, phase noise, CFO) are in :mod:`diffcomm.channels.impairments`.
 
 Conventions (docs/interfaces.md): complex64 symbols ``(B, k)`` with unit mean power after
 :func:`normalize_power`; noise CN(0, N0) with ``N0 = 10 ** (-snr_db / 10)``; ``E|h|^2 = 1``;
@@ -14,6 +16,7 @@ Example:
 """
 
 from diffcomm.channels.estimation import equalize_mmse, equalize_zf, estimate_lmmse, estimate_ls, pilot_sequence
+from diffcomm.channels.mimo import MIMOChannel
 from diffcomm.channels.models import (
     CHANNELS,
     AWGNChannel,
@@ -30,8 +33,9 @@ from diffcomm.channels.symbols import complex_to_real, normalize_power, real_to_
 from diffcomm.channels.units import check_shape, parse_cbr, snr_db_to_n0, symbols_for_cbr
 
 __all__ = [
-    "CHANNELS", "AWGNChannel", "CSIMode", "Channel", "OFDMChannel", "RayleighChannel", "RicianChannel", "awgn",
-    "check_shape", "complex_normal", "complex_to_real", "equalize_mmse", "equalize_zf", "estimate_lmmse", "estimate_ls",
+    "CHANNELS", "AWGNChannel", "CSIMode", "Channel", "MIMOChannel", "OFDMChannel", "RayleighChannel", "RicianChannel",
+    "awgn", "check_shape", "complex_normal", "complex_to_real", "equalize_mmse", "equalize_zf", "estimate_lmmse",
+    "estimate_ls",
     "estimate_ofdm_channel", "make_channel", "normalize_power", "parse_cbr", "pilot_sequence", "real_to_complex",
     "snr_db_to_n0", "symbols_for_cbr",
 ]

@@ -30,8 +30,10 @@ COMMAND_MODULES = [
     "diffcomm.cli.sample",
     "diffcomm.cli.zoo",
     "diffcomm.cli.eval",
+    "diffcomm.cli.tune",
     "diffcomm.cli.plot",
     "diffcomm.cli.report",
+    "diffcomm.cli.scenario",
 ]
 
 
@@ -61,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What each writing command's --out is: one output-path check for all of them, before any work.
-OUT_KINDS = {"transmit": "file", "eval": "file", "demo": "dir", "train": "dir", "sample": "dir", "plot": "dir",
-             "report": "dir"}
+OUT_KINDS = {"transmit": "file", "eval": "file", "tune": "file", "demo": "dir", "train": "dir", "sample": "dir",
+             "plot": "dir", "report": "dir"}
 
 
 def _check_common(args: argparse.Namespace) -> None:

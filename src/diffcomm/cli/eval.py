@@ -16,7 +16,7 @@ import re
 import sys
 
 SETTINGS = ("dataset", "split", "n", "receivers", "encoders", "channel", "csi", "snr", "cbr", "seeds",
-            "batch_size", "pilots", "steps", "save_images", "threads")
+            "batch_size", "pilots", "steps", "save_images", "threads", "posterior_samples")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-images", dest="save_images",
                    help="originals/reconstructions saved per point for the report (default 8)")
     p.add_argument("--per-image", action="store_true", default=None, help="store per-image PSNR/SSIM lists")
+    p.add_argument("--posterior-samples", dest="posterior_samples",
+                   help="posterior samples per image for the uncertainty metrics (spread, semantic agreement, "
+                        "wrong-class AUROC); default 1 = off")
     p.add_argument("--threads", help="torch threads per worker (default 1; records match only for equal values)")
     p.add_argument("--workers", type=int, default=1, help="points computed in parallel (default 1)")
     p.add_argument("--backend", default="local", choices=["local", "ray"],

@@ -23,7 +23,8 @@ def describe() -> list[dict]:
         defaults = spec.defaults()
         out.append({"name": name, "description": spec.description, "link": spec.link, "csi": spec.csi,
                     "prior": spec.prior, "paper": spec.paper,
-                    "options": {k: {"type": o.describe(), "default": defaults[k]} for k, o in spec.options.items()}})
+                    "options": {k: {"type": o.describe(), "default": defaults[k],
+                                    **({"tune": list(o.tune)} if o.tune else {})} for k, o in spec.options.items()}})
     return out
 
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = [[r["name"], r["link"], r["csi"], r["prior"] or "-",
-              ", ".join(f"{k}={v['default']}" for k, v in r["options"].items()) or "-"] for r in rows]
+              ", ".join(f"{k}={v['default']}{'~' if 'tune' in v else ''}" for k, v in r["options"].items()) or "-"]
+             for r in rows]
     print(format_table(["receiver", "link", "csi", "prior", "options (defaults)"], table))
+    print("~ a strength option: its default is calibrated per link and SNR where `diffcomm tune` has stored one")
     return 0

@@ -1,4 +1,4 @@
-"""``diffcomm train {prior,flow,classifier,jscc} --config FILE [--out DIR]``: resumable training."""
+"""``diffcomm train {prior,flow,classifier,jscc,taskjscc} --config FILE [--out DIR]``: resumable training."""
 
 from __future__ import annotations
 
@@ -14,11 +14,15 @@ KINDS = {
     "flow": ("diffcomm.diffusion.train_prior", "run_flow_training"),
     "classifier": ("diffcomm.metrics.classifier", "run_classifier_training"),
     "jscc": ("diffcomm.transmit.deepjscc", "run_jscc_training"),
+    "taskjscc": ("diffcomm.scenarios.taskjscc", "run_taskjscc_training"),
 }
+# Kinds whose recipe schema lives beside their code (the rest: diffcomm.training.validate_training_config).
+VALIDATORS = {"taskjscc": ("diffcomm.scenarios.taskjscc", "validate_taskjscc_config")}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a prior (EDM or flow matching), classifier or DeepJSCC model from a config",
+    p = sub.add_parser("train", help="train a prior (EDM or flow matching), classifier, DeepJSCC or task-JSCC "
+                                     "model from a config",
                        description="Train a model from a TOML/YAML recipe. Rerunning the same command "
                                    "resumes from the last checkpoint in --out.")
     p.add_argument("kind", choices=sorted(KINDS), help="what to train")
@@ -42,7 +46,11 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(config.get("train", {}), dict):
             raise DiffcommError("config section train must be a table")
         config.setdefault("train", {})["steps"] = args.steps
-    validate_training_config(args.kind, config)  # unknown keys, types and ranges, before any work
+    if args.kind in VALIDATORS:  # unknown keys, types and ranges, before any work
+        vmod, vfunc = VALIDATORS[args.kind]
+        getattr(importlib.import_module(vmod), vfunc)(config)
+    else:
+        validate_training_config(args.kind, config)
     out = Path(args.out or Path("runs") / str(config.get("name", args.kind)))
     check_output_path(out, "dir")
     module, func = KINDS[args.kind]

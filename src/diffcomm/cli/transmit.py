@@ -7,6 +7,14 @@ shape (``--tile auto``, the default; :mod:`diffcomm.tiling`), colour channels co
 the effective CBR with every tile's channel uses counted (``cbr``), beside the per-tile one
 (``tile_cbr``). ``--tile N`` forces N×N tiles; ``--tile off`` never tiles. Images that fit the
 model go through one link as before.
+
+Uncertainty: ``--samples S`` (S >= 2) draws S posterior samples of the image in one batched receiver call
+(``pipeline.decode(..., posterior_samples=S)``); the reconstruction written is the first sample, and the
+summary line and ``--json`` add ``samples``, per-image ``spread`` (rms of the per-pixel std over the samples)
+and ``agreement`` (fraction of samples the shipped Fashion-MNIST classifier puts in the modal class; 1×28×28
+images only, else null) and ``classes`` (each sample's label). ``--spread-out PATH`` writes the per-pixel
+spread map as an image (pixel value = 2 × std, so white = the largest possible std of 0.5). Deterministic
+receivers (pinv, lmmse, deepjscc) give spread 0 and agreement 1. Not available with tiling.
 """
 
 from __future__ import annotations
@@ -45,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile-batch", type=int, default=256, help="tiles per batched link/decoder call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="where to write the reconstruction (PNG)")
+    p.add_argument("--samples", help="posterior samples per image for an uncertainty estimate (spread, semantic "
+                                     "agreement); default 1 = off")
+    p.add_argument("--spread-out", dest="spread_out", help="with --samples: write the per-pixel spread map here "
+                                                           "(PNG, value = 2 x std)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
     p.set_defaults(func=run)
 
@@ -77,6 +89,39 @@ def parse_options(items: list[str]) -> dict:
             value = text.strip()
         options[name.strip()] = value
     return options
+
+
+def parse_samples(text: str | None) -> int | None:
+    """``--samples``: None (off) or an int 2…1024 (1 = off); one-line errors otherwise."""
+    from diffcomm.pipeline import check_posterior_samples
+
+    if text is None:
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = str(text)
+    return check_posterior_samples(value, "--samples")
+
+
+def uncertainty_fields(u: dict | None) -> dict:
+    """The JSON fields of a decode's uncertainty record (empty when off)."""
+    if u is None:
+        return {}
+    agreement = u.get("agreement")
+    return {"samples": u["samples"], "spread": [round(float(v), 6) for v in u["spread"]],
+            "agreement": None if agreement is None else [round(float(v), 6) for v in agreement],
+            "classes": None if u.get("classes") is None else [[int(c) for c in row] for row in u["classes"]],
+            "uncertainty_classifier": u.get("classifier")}
+
+
+def uncertainty_note(fields: dict) -> str:
+    """``, 8 samples: spread 0.0812, agreement 0.875`` for the summary line, or nothing."""
+    if not fields:
+        return ""
+    agreement = fields["agreement"]
+    text = f", {fields['samples']} samples: spread {fields['spread'][0]:.4f}"
+    return text + (f", agreement {agreement[0]:.3f}" if agreement is not None else ", agreement n/a (no classifier)")
 
 
 def parse_tile(text: str) -> int | str:
@@ -121,15 +166,26 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None and "steps" in spec.options:
         options["steps"] = args.steps
     options = spec.validate(options)
+    samples = parse_samples(getattr(args, "samples", None))
+    spread_out = Path(args.spread_out) if getattr(args, "spread_out", None) else None
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".bmp", ".tif", ".tiff", ".webp"):
         raise DiffcommError(f"--out must be a lossless image path (.png), got {out.name!r}")
+    if spread_out is not None:
+        if samples is None:
+            raise DiffcommError("--spread-out needs --samples S with S >= 2")
+        if spread_out.suffix.lower() not in (".png", ".bmp", ".tif", ".tiff", ".webp"):
+            raise DiffcommError(f"--spread-out must be a lossless image path (.png), got {spread_out.name!r}")
     if not Path(args.input).is_file():
         raise DiffcommError(f"input image {args.input} not found")
     x = read_image(args.input)
     channel = make_channel(args.channel, k_factor=args.rician_k) if args.channel == "rician" else args.channel
     tile = tile_shape(args, tuple(x.shape[1:]), cbr)
     if tile is not None:
+        if samples is not None:
+            raise DiffcommError(f"--samples is not available for tiled images ({'x'.join(map(str, x.shape[1:]))} "
+                                f"sent as {'x'.join(map(str, tile))} tiles); use an image of the model's shape or "
+                                f"--tile off")
         return run_tiled(args, x, tile, channel, snr, cbr, options, out)
     prior_names(spec, tuple(x.shape[1:]))  # a one-line error when no shipped prior fits the image
     link = build_link(args.encoder, tuple(x.shape[1:]), cbr, channel, snr, csi=args.csi,
@@ -137,19 +193,36 @@ def run(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     rx = link.transmit(x, generator=gen)
-    result = decode(args.receiver, link, rx, generator=gen, **options)
+    result = decode(args.receiver, link, rx, generator=gen, posterior_samples=samples, **options)
     seconds = time.perf_counter() - t0
     write_image(out, result.x_hat)
+    unc = uncertainty_fields(result.uncertainty)
+    if spread_out is not None:
+        write_image(spread_out, (2 * result.uncertainty["pixel_spread"]).clamp(0, 1))
     metrics = {k: float(v[0]) for k, v in score(x, result.x_hat).items()}
     record = {**metrics, "snr_db": snr, "cbr": link.cbr, "k": link.k, "pilots": link.pilots_used,
               "encoder": args.encoder, "receiver": args.receiver, "channel": args.channel, "csi": args.csi,
-              "nfe": result.nfe, "seconds": round(seconds, 4), "seed": args.seed, "out": str(out)}
+              "nfe": result.nfe, "seconds": round(seconds, 4), "seed": args.seed, "out": str(out),
+              "options_used": result.extras.get("options_used", options),
+              "calibrated": result.extras.get("calibrated", {}), **unc,
+              **({"spread_out": str(spread_out)} if spread_out is not None else {})}
     if args.json:
         print(json.dumps(record))
     else:
+        per = " per sample" if unc else ""
         print(f"{args.receiver} over {args.channel} at {snr:g} dB, CBR {link.cbr:.4g} (k={link.k}): "
-              f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}, {result.nfe} NFE, {seconds:.2f} s -> {out}")
+              f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}, {result.nfe} NFE{per}"
+              f"{uncertainty_note(unc)}, "
+              f"{seconds:.2f} s -> {out}{calibrated_note(record['calibrated'])}")
     return 0
+
+
+def calibrated_note(calibrated: dict) -> str:
+    """`` (calibrated zeta=2 at 10 dB)`` for the one-line summary, or nothing."""
+    if not calibrated:
+        return ""
+    parts = ", ".join(f"{k}={c['value']:g} ({c['snr_db']:g} dB, {c['steps']} steps)" for k, c in calibrated.items())
+    return f" [calibrated {parts}]"
 
 
 def run_tiled(args: argparse.Namespace, x, tile: tuple[int, int, int], channel, snr: float, cbr: float,
@@ -172,12 +245,17 @@ def run_tiled(args: argparse.Namespace, x, tile: tuple[int, int, int], channel, 
                          generator=gen, tile_batch=args.tile_batch, **options)
     seconds = time.perf_counter() - t0
     write_image(out, res.x_hat)
+    from diffcomm.calibration import link_calibration
+
+    calibrated = link_calibration(spec, res.link, options)  # what decode() filled in for every tile
     metrics = {k: float(v[0]) for k, v in score(x, res.x_hat).items()}
     record = {**metrics, "snr_db": snr, "cbr": res.effective_cbr, "tile_cbr": res.tile_cbr,
               "k": res.tiles_per_image * res.k, "pilots": res.tiles_per_image * res.pilots,
               "channel_uses": res.channel_uses, "tiling": res.config(),
               "encoder": args.encoder, "receiver": args.receiver, "channel": args.channel, "csi": args.csi,
-              "nfe": res.nfe, "seconds": round(seconds, 4), "seed": args.seed, "out": str(out)}
+              "nfe": res.nfe, "seconds": round(seconds, 4), "seed": args.seed, "out": str(out),
+              "options_used": {**spec.defaults(), **{k: c["value"] for k, c in calibrated.items()}, **options},
+              "calibrated": calibrated}
     if args.json:
         print(json.dumps(record))
     else:
@@ -186,5 +264,5 @@ def run_tiled(args: argparse.Namespace, x, tile: tuple[int, int, int], channel, 
               f"{'x'.join(map(str, tile))} ({lay.rows}x{lay.cols} per channel group, overlap {lay.overlap}), "
               f"CBR {res.tile_cbr:.4g} per tile, {res.effective_cbr:.4g} effective ({res.channel_uses} channel "
               f"uses): PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}, {res.nfe} NFE, {seconds:.2f} s "
-              f"-> {out}")
+              f"-> {out}{calibrated_note(calibrated)}")
     return 0

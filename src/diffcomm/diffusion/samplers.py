@@ -400,7 +400,7 @@ def sample_ddpm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Ten
                           generator: torch.Generator | None = None, callback: Callback = None,
                           extra_args: dict | None = None,
                           variance: Literal["posterior", "beta"] = "posterior",
-                          noise_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+                          project: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
                           ) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Alg. 2) in σ form.
 
@@ -412,9 +412,10 @@ def sample_ddpm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Ten
     Ho et al.'s σ_t² = β̃_t, i.e. c = σ' sqrt(σ² - σ'²) / σ (then this equals DDIM η = 1 and
     k-diffusion's ``sample_euler_ancestral`` with eta = 1); ``variance="beta"`` uses σ_t² = β_t,
     c² = β_t / ᾱ_{t-1} = (σ² - σ'²)(1 + σ'²) / (1 + σ²) (a VP-specific choice). No noise on the
-    step to σ' = 0 (Alg. 2 sets z = 0 at t = 1). NFE = steps. ``noise_fn(z, σ, σ')``, if given,
-    reshapes the fresh unit noise z before it is scaled by c (e.g. DDNM+'s range-space noise
-    budget, Wang et al. 2023, eq. 17, which spends part of the step's noise on the measurement).
+    step to σ' = 0 (Alg. 2 sets z = 0 at t = 1). NFE = steps. ``project(x', σ')``, if given, is
+    applied to every new state (the last one included) and returns the state to continue from: a
+    constraint on the state, e.g. DDNM's range-space replacement by the measurement noised to the
+    level σ' (:func:`diffcomm.receivers.ddnm.range_replacement`).
 
     Example:
         >>> from diffcomm.diffusion.schedules import karras_sigmas
@@ -434,8 +435,9 @@ def sample_ddpm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Ten
                 c = sigma_next * (sigma ** 2 - sigma_next ** 2).sqrt() / sigma
             else:
                 c = ((sigma ** 2 - sigma_next ** 2) * (1 + sigma_next ** 2) / (1 + sigma ** 2)).sqrt()
-            z = _noise(x, generator)
-            x = x + c * (noise_fn(z, sigma, sigma_next) if noise_fn is not None else z)
+            x = x + c * _noise(x, generator)
+        if project is not None:
+            x = project(x, sigma_next)
     return x
 
 

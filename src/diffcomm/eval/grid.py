@@ -17,6 +17,12 @@ numbers). The receiver's generator is seeded from ``(seed, key)``; the channel's
 channel realisations (common random numbers) and no result depends on the order or parallelism
 of the run.
 
+Uncertainty: ``posterior_samples = S`` (a grid-level setting, 2…1024; 1 or absent = off) makes every
+registered receiver draw S posterior samples per image (:func:`diffcomm.pipeline.decode`); the record's
+metrics then add the mean spread and semantic agreement and the AUROCs for a wrong-class reconstruction
+(:mod:`diffcomm.eval.runner`). S enters the key only when set, so earlier records keep their keys; the
+channel realisations are those of the same point without samples. The digital baseline ignores it.
+
 Example:
     >>> spec = grid_from_mapping({"dataset": "fashion-mnist", "n": 4, "receivers": "pinv,lmmse",
     ...                          "encoders": "gaussian", "channel": "awgn", "snr": "0,10", "cbr": "1/16"})
@@ -52,7 +58,8 @@ CSI_MODES = ("perfect", "estimated", "none")
 DIGITAL = "digital"
 # Config keys (the CLI's long option names with "_" for "-").
 CONFIG_KEYS = ("dataset", "split", "n", "receivers", "encoders", "channel", "csi", "snr", "cbr", "seeds",
-               "batch_size", "pilots", "steps", "options", "save_images", "per_image", "threads", "n_per_receiver")
+               "batch_size", "pilots", "steps", "options", "save_images", "per_image", "threads", "n_per_receiver",
+               "posterior_samples")
 # Receiver arguments the runner supplies itself (never user options).
 _RUNNER_ARGS = {"link", "rx", "prior", "generator", "h", "data", "prior_mean", "prior_cov", "class_labels", "semantic",
                 "images", "cbr", "snr_db", "channel", "table"}
@@ -82,6 +89,9 @@ class GridSpec:
     # Images for some receivers instead of n, e.g. {"digital": 256}: the digital baseline codes mosaics
     # whose headers only amortise over many images. Their records say their own n.
     n_per_receiver: dict[str, int] = field(default_factory=dict)
+    # Posterior samples per image for the uncertainty metrics (pipeline.decode(..., posterior_samples=S));
+    # None (or 1) = off. Part of a point's key only when set.
+    posterior_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,10 +114,24 @@ class Point:
     save_images: int = 8
     per_image: bool = False
     threads: int = 1
+    # Calibrated strength options the point uses (diffcomm.calibration, looked up at plan time):
+    # {"zeta": {"value": 2.0, "snr_db": 10.0, "steps": 20}}. Part of the key when not empty.
+    calibrated_json: str = "{}"
+    # Posterior samples per image (uncertainty metrics); None = off. Part of the key only when set.
+    posterior_samples: int | None = None
 
     @property
     def options(self) -> dict[str, Any]:
         return json.loads(self.options_json)
+
+    @property
+    def calibrated(self) -> dict[str, dict[str, Any]]:
+        return json.loads(self.calibrated_json)
+
+    @property
+    def receiver_options(self) -> dict[str, Any]:
+        """What the receiver is called with: the calibrated values, then the grid's options (which win)."""
+        return {**{name: c["value"] for name, c in self.calibrated.items()}, **self.options}
 
     @property
     def system(self) -> str:
@@ -115,11 +139,20 @@ class Point:
         return self.receiver if self.receiver == self.encoder else f"{self.receiver}@{self.encoder}"
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the point's numbers (timing, image saving and threads excluded)."""
-        return {"receiver": self.receiver, "encoder": self.encoder, "dataset": self.dataset, "split": self.split,
-                "n": self.n, "channel": self.channel, "csi": self.csi, "snr_db": self.snr_db, "cbr": self.cbr,
-                "seed": self.seed, "batch_size": self.batch_size,
-                "pilots": self.pilots if self.csi == "estimated" else 0, "options": self.options}
+        """The fields that determine the point's numbers (timing, image saving and threads excluded).
+
+        Calibrated option values are included when the point has any (so a changed calibration is a
+        new point, never a reused record); points without them keep their earlier keys.
+        """
+        ident = {"receiver": self.receiver, "encoder": self.encoder, "dataset": self.dataset, "split": self.split,
+                 "n": self.n, "channel": self.channel, "csi": self.csi, "snr_db": self.snr_db, "cbr": self.cbr,
+                 "seed": self.seed, "batch_size": self.batch_size,
+                 "pilots": self.pilots if self.csi == "estimated" else 0, "options": self.options}
+        if self.calibrated:
+            ident["calibrated"] = {name: c["value"] for name, c in self.calibrated.items()}
+        if self.posterior_samples is not None:
+            ident["posterior_samples"] = self.posterior_samples
+        return ident
 
     @property
     def key(self) -> str:
@@ -129,6 +162,8 @@ class Point:
     def channel_key(self) -> str:
         ident = self.identity()
         del ident["receiver"], ident["options"]
+        ident.pop("calibrated", None)
+        ident.pop("posterior_samples", None)  # the same channel realisations with and without samples
         return canonical_json(ident)
 
     @property
@@ -239,6 +274,15 @@ def _int(value: Any, what: str, minimum: int) -> int:
     return out
 
 
+def _posterior_samples(value: Any) -> int | None:
+    """The grid's posterior samples per image: None or 1 (off) -> None, else an int 2…1024 (one-line errors)."""
+    from diffcomm.pipeline import check_posterior_samples
+
+    if value is None:
+        return None
+    return check_posterior_samples(_int(value, "posterior_samples", 1), "posterior_samples")
+
+
 def _bool(value: Any, what: str) -> bool:
     if not isinstance(value, bool):
         raise DiffcommError(f"{what} must be true or false, got {value!r}")
@@ -294,6 +338,7 @@ def grid_from_mapping(config: Mapping[str, Any]) -> GridSpec:
         per_image=_bool(cfg.get("per_image", False), "--per-image"),
         threads=_int(cfg.get("threads", 1), "--threads", 1),
         n_per_receiver={str(r): _int(v, f"n_per_receiver.{r}", 1) for r, v in n_per.items()},
+        posterior_samples=_posterior_samples(cfg.get("posterior_samples")),
     )
     if spec.threads > 1024:
         raise DiffcommError(f"--threads must be at most 1024, got {spec.threads}")
@@ -465,6 +510,23 @@ def _options_for(spec: GridSpec, receiver: str) -> dict[str, Any]:
     return dict(sorted(opts.items()))
 
 
+def point_calibration(receiver: str, encoder: str, shape: tuple[int, ...], channel: str, csi: str, snr_db: float,
+                      cbr: float, options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The calibrated strength options a point uses (the grid runs every receiver with its default
+    prior, so :func:`diffcomm.calibration.calibrated_options` applies; ``{}`` for the digital baseline)."""
+    if receiver == DIGITAL:
+        return {}
+    from diffcomm.calibration import calibrated_options, encoder_id
+    from diffcomm.channels import symbols_for_cbr
+    from diffcomm.receivers.base import get_spec
+
+    spec = get_spec(receiver)
+    if not spec.tunable():
+        return {}
+    return calibrated_options(spec, encoder_id(encoder, channel, cbr), shape, symbols_for_cbr(cbr, shape),
+                              channel, csi, snr_db, options)
+
+
 def plan(spec: GridSpec, check_models: bool = True) -> Plan:
     """Validate ``spec`` (before any work) and expand it into points in grid order.
 
@@ -523,14 +585,19 @@ def plan(spec: GridSpec, check_models: bool = True) -> Plan:
                     continue
                 for cbr in spec.cbrs:
                     for snr in spec.snrs:
+                        calibrated = point_calibration(receiver, encoder, shape, channel, csi, snr, cbr,
+                                                       options[receiver])
                         for seed in spec.seeds:
                             n = spec.n_per_receiver.get(receiver, spec.n)
                             points.append(Point(receiver, encoder, spec.dataset, spec.split, n, channel, csi,
                                                 snr, cbr, seed, spec.batch_size, spec.pilots,
                                                 canonical_json(options[receiver]), spec.save_images,
-                                                spec.per_image, spec.threads))
+                                                spec.per_image, spec.threads, canonical_json(calibrated),
+                                                None if receiver == DIGITAL else spec.posterior_samples))
     if not points:
         raise DiffcommError(f"the grid has no valid point ({notes[0] if notes else 'empty'})")
+    if spec.posterior_samples is not None and any(p.receiver == DIGITAL for p in points):
+        notes.append("posterior_samples does not apply to the digital baseline (one deterministic decode per image)")
     return Plan(spec, points, notes)
 
 

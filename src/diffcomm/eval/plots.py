@@ -31,7 +31,8 @@ FORMATS = ("png", "svg")
 # an unbiased estimator and can be (slightly) negative, so it has no lower bound.
 VALID_RANGE: dict[str, tuple[float | None, float | None]] = {
     "accuracy": (0.0, 1.0), "ssim": (0.0, 1.0), "ms_ssim": (0.0, 1.0), "psnr": (0.0, None), "fd_cls": (0.0, None),
-    "kid_cls": (None, None)}
+    "kid_cls": (None, None), "spread": (0.0, None), "agreement": (0.0, 1.0), "auroc_disagreement": (0.0, 1.0),
+    "auroc_spread": (0.0, 1.0)}
 OUTLIER_FENCE = 3.0  # a point is an outlier beyond this many interquartile ranges outside the quartiles
 
 

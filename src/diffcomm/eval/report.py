@@ -76,6 +76,9 @@ def _setup_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         return ", ".join(fmt(v) for v in sorted({r[field] for r in records}, key=str))
 
     options = sorted({f"{r['receiver']}: {r['options']}" for r in records if r.get("options")})
+    calibrated = sorted({f"{r['system']} {r['channel']} {r['snr_db']:g} dB: "
+                         + ", ".join(f"{k}={c['value']:g}" for k, c in r["calibrated"].items())
+                         for r in records if r.get("calibrated")})
     machines = sorted({f"{m.get('hostname', '?')} ({m.get('platform', '?')}, {m.get('cpu_count', '?')} CPUs, "
                        f"torch {m.get('torch', '?')}, {m.get('torch_threads', '?')} threads)"
                        for m in (r.get("machine") or {} for r in records)})
@@ -91,12 +94,16 @@ def _setup_rows(records: list[dict[str, Any]]) -> list[list[str]]:
         ["CBR", ", ".join(cbr_label(v) for v in sorted({r["cbr"] for r in records}))],
         ["seeds", values("seed")],
         ["receiver options", "; ".join(options) or "defaults"],
+        ["calibrated options (diffcomm tune, validation images)", "; ".join(calibrated) or "none"],
         ["diffcomm version", values("version")],
         ["git revision", values("git_revision")],
         ["machine", "; ".join(machines)],
         ["compute time (sum over points)", f"{seconds:.1f} s"],
         ["run period (UTC)", f"{stamps[0]} to {stamps[-1]}" if stamps else "-"],
     ]
+    if any(r.get("posterior_samples") for r in records):
+        rows.insert(8, ["posterior samples per image (uncertainty)",
+                        ", ".join(sorted({str(r.get("posterior_samples") or 1) for r in records}, key=int))])
     return rows
 
 
@@ -169,7 +176,12 @@ def render_report(records: list[dict[str, Any]], results_path: str | os.PathLike
         "<p class='note'>Metrics are means over the images of each point with 95% Student-t confidence "
         "intervals (± half-width). accuracy, fd_cls and kid_cls use diffcomm's own Fashion-MNIST classifier "
         "(FD-cls/KID-cls are Fréchet/kernel distances in its feature space, not FID/KID). "
-        "nfe: prior network evaluations per image. KID-cls is the unbiased estimator of the squared kernel "
+        "nfe: prior network evaluations per image (per posterior sample when the grid sets posterior_samples: "
+        "then x_hat is each image's first sample, spread is the rms per-pixel std over the samples, agreement "
+        "the fraction of samples the classifier puts in the modal class, and auroc_disagreement / auroc_spread "
+        "the AUROC of 1 − agreement / of the spread for predicting a wrong-class first sample, ± 1.96 "
+        "Hanley–McNeil standard errors; deterministic receivers have spread 0 and agreement 1). "
+        "KID-cls is the unbiased estimator of the squared kernel "
         "distance, so for two nearly identical sets it scatters around 0 and can be negative; a negative value "
         "means 'indistinguishable at this sample size', not 'better than the originals'. Shaded bands are 95% "
         "intervals clipped to each metric's valid range; a figure whose axis is on a log scale or clipped "

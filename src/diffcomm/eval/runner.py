@@ -15,6 +15,14 @@ reads), then run ``diffcomm eval ... --backend ray --address HEAD:6379 --out res
 head: each point is one Ray task of one CPU spread over every node's CPUs (``--workers`` sizes only a
 local cluster), and the driver alone writes the results file, so it resumes like a local run.
 
+With ``posterior_samples = S`` in the grid, each point's receiver draws S samples per image
+(:func:`diffcomm.pipeline.decode`); x_hat (psnr, ssim, accuracy) is the first sample, ``nfe`` stays per
+sample, and ``metrics`` add ``spread`` and ``agreement`` (summaries over images, as psnr) and
+``auroc_disagreement`` / ``auroc_spread``: the AUROC of ``1 − agreement`` / of the spread for predicting
+that the first sample's classifier label differs from the true label (``{mean, se, ci_low, ci_high,
+positives, negatives}``, Hanley–McNeil s.e.; None when every image is on one side). Without the
+classifier (or off Fashion-MNIST) only the spread is recorded.
+
 Example:
     >>> from diffcomm.eval import grid_from_mapping, plan, run_grid
     >>> p = plan(grid_from_mapping({"receivers": "pinv@gaussian", "snr": "10", "n": 4}))
@@ -182,6 +190,41 @@ def _classifier_metrics(point: Point, x: torch.Tensor, x_hat: torch.Tensor, labe
     return out
 
 
+def _uncertainty_metrics(parts: list[dict[str, Any]], labels: torch.Tensor,
+                         notes: list[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Mean spread and agreement (95 % Student-t intervals) and the AUROCs of ``1 − agreement`` and of the
+    spread for predicting that the first sample's classifier label is wrong; plus the per-image values.
+
+    An AUROC is ``{mean, se, ci_low, ci_high, positives, negatives}`` (Hanley–McNeil s.e., the interval
+    ±1.96 s.e. clipped to [0, 1]; positives = wrong-class images) or None when every image is on one side.
+    """
+    from diffcomm.metrics import summarize
+    from diffcomm.metrics.uncertainty import auroc, auroc_se
+
+    out: dict[str, Any] = {"spread": None, "agreement": None, "auroc_disagreement": None, "auroc_spread": None}
+    spread = torch.cat([u["spread"] for u in parts]).double()
+    per_image = {"spread": spread}
+    out["spread"] = summarize({"s": spread})["s"]
+    if any(u.get("agreement") is None for u in parts):
+        notes.append("agreement and the wrong-class AUROCs need the Fashion-MNIST classifier: only the spread "
+                     "is recorded")
+        return out, per_image
+    agreement = torch.cat([u["agreement"] for u in parts]).double()
+    per_image["agreement"] = agreement
+    out["agreement"] = summarize({"a": agreement})["a"]
+    wrong = torch.cat([u["classes"][:, 0] for u in parts]).cpu() != labels.cpu()
+    k, n = int(wrong.sum()), len(wrong)
+    for name, score in (("auroc_disagreement", 1 - agreement), ("auroc_spread", spread)):
+        area = auroc(score, wrong)
+        if not math.isfinite(area):
+            notes.append(f"{name} undefined: {'every' if k == n else 'no'} first sample is wrong-class")
+            continue
+        se = auroc_se(area, k, n - k)
+        out[name] = {"mean": area, "se": se, "ci_low": max(0.0, area - 1.96 * se),
+                     "ci_high": min(1.0, area + 1.96 * se), "positives": k, "negatives": n - k}
+    return out, per_image
+
+
 def run_point(point: Point) -> PointOutput:
     """Compute one grid point: transmit the first ``n`` split images, decode, score.
 
@@ -204,6 +247,8 @@ def run_point(point: Point) -> PointOutput:
         receiver_seconds = 0.0
         nfe = 0.0
         extra: dict[str, Any] = {}
+        options_used: dict[str, Any] = dict(point.options)
+        uncertainty_parts: list[dict[str, Any]] = []
         if point.receiver == DIGITAL:
             tr = time.perf_counter()
             x_hat, extra, notes = _run_digital(point, x, g_channel, g_receiver)
@@ -217,8 +262,16 @@ def run_point(point: Point) -> PointOutput:
             outs = []
             for i in range(0, point.n, point.batch_size):
                 rx = link.transmit(x[i:i + point.batch_size], generator=g_channel)
+                # The calibrated values were fixed at plan time (they are part of the key): pass them
+                # explicitly and do not look the calibration file up again.
+                sampling = {} if point.posterior_samples is None else {
+                    "posterior_samples": point.posterior_samples,
+                    "uncertainty_classifier": _classifier() if point.dataset == "fashion-mnist" else None}
                 result = decode(point.receiver, link, rx, generator=g_receiver, dataset=point.dataset,
-                                **point.options)
+                                calibration=False, **sampling, **point.receiver_options)
+                if result.uncertainty is not None:
+                    uncertainty_parts.append(result.uncertainty)
+                options_used = result.extras.get("options_used", options_used)
                 outs.append(result.x_hat.detach().float().clamp(0, 1))
                 receiver_seconds += result.seconds
                 nfe += result.nfe * len(rx.y)
@@ -235,6 +288,13 @@ def run_point(point: Point) -> PointOutput:
             notes.append("ssim needs images of at least 11x11 pixels: not computed")
         metrics: dict[str, Any] = {"psnr": None, "ssim": None, **summarize(per_image)}
         metrics.update(_classifier_metrics(point, x, x_hat, labels, notes))
+        per_image_out = {k_: [float(v) for v in vals] for k_, vals in per_image.items()}
+        if uncertainty_parts:
+            notes.append(f"{point.posterior_samples} posterior samples per image: x_hat (psnr, ssim, accuracy) is the "
+                         f"first; nfe is per sample (an image costs {point.posterior_samples} x nfe)")
+            u_metrics, u_per_image = _uncertainty_metrics(uncertainty_parts, labels, notes)
+            metrics.update(u_metrics)
+            per_image_out.update({k_: [float(v) for v in vals] for k_, vals in u_per_image.items()})
         total = time.perf_counter() - t0
 
         record: dict[str, Any] = {
@@ -245,9 +305,11 @@ def run_point(point: Point) -> PointOutput:
             "channel": point.channel, "csi": point.csi, "snr_db": point.snr_db, "cbr": point.cbr,
             "k": int(k), "channel_uses": uses, "pilots": point.pilots if point.csi == "estimated" else 0,
             "seed": point.seed, "batch_size": point.batch_size, "options": point.options,
+            "calibrated": point.calibrated, "options_used": options_used,
             "metrics": metrics,
-            "per_image": {k_: [float(v) for v in vals] for k_, vals in per_image.items()} if point.per_image else None,
+            "per_image": per_image_out if point.per_image else None,
             "nfe": nfe,
+            **({"posterior_samples": point.posterior_samples} if point.posterior_samples is not None else {}),
             "models": point_models(point),
             **({"digital": extra} if extra else {}),
             "notes": notes,

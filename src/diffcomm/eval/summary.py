@@ -1,7 +1,9 @@
 """Reading results records: metric values with intervals, curves over SNR, and the summary table.
 
 A record's metric is either a summary ``{mean, std, n, ci_low, ci_high, ...}`` over images (psnr,
-ssim, accuracy) or a plain number (fd_cls, kid_cls) or ``None`` (not computed). Several seeds of
+ssim, accuracy, spread, agreement), an AUROC ``{mean, se, ci_low, ci_high, ...}`` (auroc_disagreement,
+auroc_spread: one value per record, interval ±1.96 Hanley–McNeil s.e.), a plain number (fd_cls, kid_cls)
+or ``None`` (not computed). Several seeds of
 the same setting are combined into one curve point: for summaries, the pooled mean and the
 Student-t interval of all (image, seed) values, computed exactly from each record's mean, std and
 n; for plain numbers, the mean over seeds with a Student-t interval over seeds. With one seed a
@@ -23,9 +25,12 @@ from typing import Any
 from diffcomm.eval.grid import cbr_label
 
 # Metrics in the order they are shown; any other numeric metric found in records follows.
-METRIC_ORDER = ("psnr", "ssim", "accuracy", "fd_cls", "kid_cls")
+METRIC_ORDER = ("psnr", "ssim", "accuracy", "fd_cls", "kid_cls", "spread", "agreement", "auroc_disagreement",
+                "auroc_spread")
 METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "accuracy": "classifier accuracy",
-                 "fd_cls": "FD-cls (lower is better)", "kid_cls": "KID-cls (lower is better)"}
+                 "fd_cls": "FD-cls (lower is better)", "kid_cls": "KID-cls (lower is better)",
+                 "spread": "posterior spread (rms pixel std)", "agreement": "semantic agreement",
+                 "auroc_disagreement": "AUROC wrong class, 1 − agreement", "auroc_spread": "AUROC wrong class, spread"}
 # Companion values stored beside a metric, never plotted on their own.
 _NOT_PLOTTED = {"accuracy_original", "kid_cls_std"}
 
@@ -175,7 +180,8 @@ def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[s
     """Header and rows (one per record) for :func:`diffcomm.utils.format_table` and the HTML report.
 
     Columns: system, channel, CSI, CBR, SNR, seed, images (when they differ between records),
-    PSNR/SSIM (mean ±95 % CI half-width), the classifier metrics when any record has them, what
+    PSNR/SSIM (mean ±95 % CI half-width), the classifier metrics when any record has them, the
+    uncertainty metrics (spread, agreement, the wrong-class AUROCs ±1.96 s.e.) when any record has them, what
     was transmitted (when a digital record is present: a fallback is said in so many words),
     NFE per image and seconds per image.
     """
@@ -184,7 +190,8 @@ def results_table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[s
     show_sent = any(isinstance(r.get("digital"), dict) for r in records)
     header = ["system", "channel", "csi", "cbr", "snr_db", "seed", *(["n"] if show_n else []), "psnr", "ssim",
               *extra, *(["sent"] if show_sent else []), "nfe", "s/img"]
-    digits = {"psnr": 2, "ssim": 3, "accuracy": 3, "fd_cls": 2, "kid_cls": 4}
+    digits = {"psnr": 2, "ssim": 3, "accuracy": 3, "fd_cls": 2, "kid_cls": 4, "spread": 4, "agreement": 3,
+              "auroc_disagreement": 3, "auroc_spread": 3}
     rows = []
     order = sorted(records, key=lambda r: (r["dataset"], r["channel"], r["csi"], r["cbr"], r["system"],
                                            r["snr_db"], r["seed"]))

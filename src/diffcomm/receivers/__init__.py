@@ -10,10 +10,23 @@ denoisers over the shared samplers). The exact classical receivers and the close
 Example:
     >>> from diffcomm.receivers import RECEIVERS
     >>> sorted(RECEIVERS)[:3]
-    ['blind', 'cddm', 'ddnm']
+    ['blind', 'cddm', 'daps']
 """
 
-from diffcomm.receivers import blind, cddm, ddnm, diffpir, dps, hifi, jscc_decoder, linear, pigdm  # noqa: F401
+from diffcomm.receivers import (  # noqa: F401
+    blind,
+    cddm,
+    daps,
+    ddnm,
+    diffpir,
+    dps,
+    flow_lt,
+    hifi,
+    jscc_decoder,
+    linear,
+    pigdm,
+    pnp_flow,
+)
 from diffcomm.receivers.base import RECEIVERS, ReceiverResult, ReceiverSpec, get_spec, receiver_names
 from diffcomm.receivers.linear import fit_gaussian_prior, gaussian_posterior, lmmse_estimate, pinv_estimate
 

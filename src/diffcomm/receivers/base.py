@@ -50,6 +50,10 @@ class ReceiverResult:
     nfe: int = 0                 # network evaluations of the prior per image (0 for non-diffusion receivers)
     seconds: float = 0.0         # wall time for the batch
     extras: dict[str, Any] = field(default_factory=dict)
+    # Posterior-sample uncertainty, filled by pipeline.decode(..., posterior_samples=S) (None otherwise):
+    # {"samples": S, "spread": (B,), "pixel_spread": (B, C, H, W), "agreement": (B,) | None,
+    #  "classes": (B, S) | None, "classifier": name | None}; see diffcomm.metrics.uncertainty.
+    uncertainty: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,9 @@ class Option:
 
     ``kind`` is ``int``, ``float``, ``bool`` or ``str``; ``low``/``high`` bound numbers (inclusive
     unless ``open_low``/``open_high``); ``choices`` restricts strings; ``optional`` allows None.
+    ``tune`` marks a *strength* option (a guidance step, a data-term weight) with the candidate
+    values :func:`diffcomm.calibration.tune` searches on validation images (``diffcomm tune``); the
+    winners, stored per link and SNR, become the option's defaults (:mod:`diffcomm.calibration`).
     """
 
     kind: type
@@ -68,6 +75,7 @@ class Option:
     open_low: bool = False
     open_high: bool = False
     help: str = ""
+    tune: tuple[float, ...] | None = None
 
     def describe(self) -> str:
         if self.choices:
@@ -134,6 +142,10 @@ class ReceiverSpec:
                                 f"{', '.join(self.options) or 'none'}")
         return {name: self.options[name].check(self.name, name, value) for name, value in options.items()}
 
+    def tunable(self) -> dict[str, tuple[float, ...]]:
+        """Strength options and their candidate values (the options declared with ``tune=``)."""
+        return {name: tuple(o.tune) for name, o in self.options.items() if o.tune}
+
     def check_link(self, link_kind: str, csi: str) -> None:
         """One-line error when this receiver cannot decode a link of ``link_kind`` with CSI mode ``csi``."""
         if self.link == "linear" and link_kind != "linear":
@@ -172,6 +184,9 @@ def register_receiver(name: str, *, description: str, link: str = "any", csi: st
         if missing:
             raise ValueError(f"receiver {name}: options {missing} need a keyword parameter with a default")
         declared = dict(options or {})
+        for key, option in declared.items():
+            for value in option.tune or ():
+                option.check(name, key, value)  # candidate values must be valid values of the option
 
         @functools.wraps(fn)
         def checked(link, rx, prior=None, **kwargs: Any) -> ReceiverResult:

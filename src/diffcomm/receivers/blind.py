@@ -89,7 +89,8 @@ def initial_channel_estimate(link, rx, n_phase: int = 16, n0: float | None = Non
 @register_receiver(
     "blind", description="pilot-free joint channel/image estimation", link="any", csi="none", prior="denoiser",
     paper="Wang et al. 2024 (Blind-DiffCom); Chung et al., CVPR 2023 (BlindDPS)",
-    options={"steps": Option(int, 1, 1000), "zeta": Option(float, 0, 100, open_low=True),
+    options={"steps": Option(int, 1, 1000),
+             "zeta": Option(float, 0, 100, open_low=True, tune=(0.5, 1.0, 2.0, 3.0, 5.0, 8.0)),
              "kappa": Option(float, 0, 100, open_low=True), "n_phase": Option(int, 1, 360),
              "estimate_noise": Option(bool), "sigma_update": Option(float, 0, 1000),
              "n0_floor": Option(float, 0, 10, open_low=True), "sampler": Option(str, choices=SAMPLERS),

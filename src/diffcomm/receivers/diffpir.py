@@ -52,8 +52,10 @@ def diffpir_denoiser(prior: CountingPrior, system, lam: float,
 @register_receiver(
     "diffpir", description="DiffPIR proximal data step (linear links)", link="linear", prior="denoiser",
     paper="Zhu et al., CVPRW 2023 (DiffPIR)",
-    options={"steps": Option(int, 1, 1000), "lam": Option(float, 0, 1000, open_low=True),
-             "zeta": Option(float, 0, 1), "sigma_max": Option(float, 0, 1000, open_low=True, optional=True),
+    options={"steps": Option(int, 1, 1000),
+             "lam": Option(float, 0, 1000, open_low=True, tune=(0.125, 0.25, 0.5, 1.0, 2.0, 4.0)),
+             "zeta": Option(float, 0, 1, tune=(0.0, 0.3, 0.6, 1.0)),
+             "sigma_max": Option(float, 0, 1000, open_low=True, optional=True),
              "sampler": Option(str, choices=SAMPLERS), "eta": Option(float, 0, 1)})
 def diffpir_receiver(link, rx, prior, *, steps: int = 100, lam: float = 1.0, zeta: float = 1.0,
                      sigma_max: float | None = None, sampler: str = "renoise", eta: float = 1.0,

@@ -36,7 +36,8 @@ from diffcomm.receivers.guidance import SAMPLERS, dps_weight, gain_power, gradie
 @register_receiver(
     "dps", description="DiffCom: DPS through the (nonlinear) link", link="any", prior="denoiser",
     paper="Chung et al., ICLR 2023 (DPS); Wang et al. 2024 (DiffCom)",
-    options={"steps": Option(int, 1, 1000), "zeta": Option(float, 0, 100, open_low=True),
+    options={"steps": Option(int, 1, 1000),
+             "zeta": Option(float, 0, 100, open_low=True, tune=(0.5, 1.0, 2.0, 3.0, 5.0, 8.0)),
              "kappa": Option(float, 0, 100, open_low=True), "churn": Option(float, 0, 100),
              "sampler": Option(str, choices=SAMPLERS), "eta": Option(float, 0, 1)})
 def dps_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: float = 1.0, churn: float = 0.0,

@@ -66,8 +66,10 @@ def start_sigma(snr_db: float, scale: float, sigma_max: float) -> float:
 @register_receiver(
     "hifi", description="HiFi-DiffCom: DPS + confirming term + SNR-matched start", link="jscc", prior="denoiser",
     paper="Wang et al. 2024 (DiffCom / HiFi-DiffCom)",
-    options={"steps": Option(int, 1, 1000), "zeta": Option(float, 0, 100, open_low=True),
-             "kappa": Option(float, 0, 100, open_low=True), "lam_confirm": Option(float, 0, 1000),
+    options={"steps": Option(int, 1, 1000),
+             "zeta": Option(float, 0, 100, open_low=True, tune=(0.5, 1.0, 2.0, 3.0, 5.0, 8.0)),
+             "kappa": Option(float, 0, 100, open_low=True),
+             "lam_confirm": Option(float, 0, 1000, tune=(0.0, 1.0, 3.0, 10.0, 30.0, 100.0)),
              "start_scale": Option(float, 0, 100, open_low=True), "sampler": Option(str, choices=SAMPLERS),
              "eta": Option(float, 0, 1)})
 def hifi_receiver(link, rx, prior, *, steps: int = 20, zeta: float = 1.0, kappa: float = 1.0,

@@ -67,7 +67,7 @@ def pigdm_denoiser(prior: CountingPrior, system, sigma_data: float, guidance_sca
     paper="Song et al., ICLR 2023 (ΠGDM)",
     options={"steps": Option(int, 1, 1000), "eta": Option(float, 0, 1),
              "sigma_data": Option(float, 0, 100, open_low=True, optional=True),
-             "guidance_scale": Option(float, 0, 100, open_low=True),
+             "guidance_scale": Option(float, 0, 100, open_low=True, tune=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0)),
              "sigma_max": Option(float, 0, 1000, open_low=True, optional=True),
              "sampler": Option(str, choices=SAMPLERS)})
 def pigdm_receiver(link, rx, prior, *, steps: int = 50, eta: float = 1.0, sigma_data: float | None = None,

@@ -56,12 +56,19 @@ def _build_jscc(config: dict[str, Any]) -> nn.Module:
     return build_deepjscc(config)
 
 
+def _build_taskjscc(config: dict[str, Any]) -> nn.Module:
+    from diffcomm.scenarios.taskjscc import build_taskjscc
+
+    return build_taskjscc(config)
+
+
 # kind -> builder(config) -> module with matching state_dict. Extend by adding an entry.
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "prior": _build_prior,
     "flow": _build_flow,
     "classifier": _build_classifier,
     "jscc": _build_jscc,
+    "taskjscc": _build_taskjscc,
 }
 
 

@@ -1,0 +1,62 @@
+"""``diffcomm scenario machine --config FILE --out DIR``: the machine-centric scenario (resumable).
+
+Also ``diffcomm scenario ship-taskjscc RUN --name NAME --recipe FILE``: evaluate a finished
+``diffcomm train taskjscc`` run and add it to the zoo.
+
+Example:
+    diffcomm scenario machine --config results/machine/grid.toml --out results/machine
+    # rerun the same command after an interruption: finished points are read back and skipped
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scenario", help="run a scenario (machine: task accuracy vs channel uses, SNR, compute)",
+                       description="Scenarios compare whole systems on one grid.")
+    ssub = p.add_subparsers(dest="scenario_command", metavar="SCENARIO", required=True)
+    mp = ssub.add_parser("machine", help="classification accuracy vs channel uses, SNR and receiver compute",
+                         description="Run the machine-centric grid of --config (reconstruct-then-classify, task "
+                                     "JSCC, semantic-only label, diffusion classifier) and write DIR/records.jsonl "
+                                     "(one JSON record per point; rerunning resumes), DIR/frontier.json, "
+                                     "DIR/summary.md and the frontier figures.",
+                         epilog="Config: see results/machine/grid.toml and diffcomm.scenarios.machine.")
+    mp.add_argument("--config", required=True, help="scenario grid (.toml, .yaml or .json)")
+    mp.add_argument("--out", required=True, help="output folder (records.jsonl, frontier.json, summary.md, *.png)")
+    mp.add_argument("--plan", action="store_true", help="list the points and exit (nothing is computed)")
+    mp.add_argument("--quiet", action="store_true", help="no progress bar")
+    mp.set_defaults(func=run_machine)
+    sp = ssub.add_parser("ship-taskjscc", help="evaluate a finished task-JSCC training run and add it to the zoo")
+    sp.add_argument("run", help="training run folder (with model.safetensors)")
+    sp.add_argument("--name", required=True, help="zoo name, e.g. fmnist-taskjscc-awgn-k8")
+    sp.add_argument("--recipe", required=True, help="the recipe the run was trained with")
+    sp.set_defaults(func=run_ship)
+
+
+def run_machine(args: argparse.Namespace) -> int:
+    from diffcomm.checks import check_output_path
+    from diffcomm.scenarios.machine import load_scenario_config, plan_from_mapping, run_scenario
+
+    check_output_path(args.out, "dir")
+    grid = plan_from_mapping(load_scenario_config(args.config))
+    if args.plan:
+        for point in grid.points:
+            print(point.label)
+        print(f"{len(grid.points)} points", file=sys.stderr)
+        return 0
+    summary = run_scenario(grid, args.out, progress=not args.quiet)
+    print(f"{len(grid.points)} points: {summary.computed} computed, {summary.reused} already in {args.out}; "
+          f"{summary.seconds:.1f} s; report: {args.out}/summary.md")
+    return 0
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    from diffcomm.scenarios.taskjscc import ship_taskjscc
+
+    config = ship_taskjscc(args.run, args.name, args.recipe)
+    print(json.dumps(config["metrics"], indent=2))
+    return 0
