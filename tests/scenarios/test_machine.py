@@ -129,6 +129,8 @@ def test_resume_after_kill_has_no_lost_or_duplicated_records(tmp_path):
         assert (out / name).is_file(), name
     front = json.loads((out / "frontier.json").read_text())
     assert set(front["awgn"]) == {"0", "10"}
+    rec = next(r for r in records if r["kind"] == "reconstruct")
+    assert set(rec["receiver_options"]) == {"used", "calibrated", "given"}
     record = records[0]
     for field in ("channel_uses", "nfe", "flops_receiver", "int8_ops_receiver", "seconds_per_image",
                   "peak_mem_bytes_one_image", "receiver_weight_bytes"):
@@ -138,11 +140,14 @@ def test_resume_after_kill_has_no_lost_or_duplicated_records(tmp_path):
 
 
 def test_pareto_and_budgets():
-    pts = [{"uses": 2, "accuracy": 0.5}, {"uses": 4, "accuracy": 0.4}, {"uses": 8, "accuracy": 0.9},
-           {"uses": 8, "accuracy": 0.7}, {"uses": 16, "accuracy": 0.85}]
+    pts = [{"uses": 2, "accuracy": 0.5, "pipeline": "a"}, {"uses": 4, "accuracy": 0.4, "pipeline": "b"},
+           {"uses": 8, "accuracy": 0.9, "pipeline": "b"}, {"uses": 8, "accuracy": 0.7, "pipeline": "a"},
+           {"uses": 16, "accuracy": 0.85, "pipeline": "a"}]
     assert [(p["uses"], p["accuracy"]) for p in pareto(pts, "uses")] == [(2, 0.5), (8, 0.9)]
-    assert [(b["limit"], b["accuracy"]) for b in best_per_budget(pts, "uses")] == [(2, 0.5), (4, 0.5), (8, 0.9),
-                                                                                   (16, 0.9)]
+    rows = best_per_budget(pts, "uses")
+    assert [(b["limit"], b["accuracy"]) for b in rows] == [(2, 0.5), (4, 0.5), (8, 0.9), (16, 0.9)]
+    assert rows[0]["runner_up"] is None and rows[1]["runner_up"]["accuracy"] == 0.4   # the best of another pipeline
+    assert rows[3]["runner_up"]["accuracy"] == 0.85
 
 
 def test_wilson_interval():

@@ -29,6 +29,10 @@ point's key hashes everything its result depends on (settings and the digests of
 weights it uses), so rerunning the same command skips finished points — after ``kill -9`` too —
 and a changed config or reshipped model computes new points.
 
+**Receiver options**: the strength options ``diffcomm tune`` calibrated for a receiver (see
+:mod:`diffcomm.calibration`) are resolved when the grid is planned, join the point's key and are
+passed explicitly; the record's ``receiver_options`` lists every option used.
+
 **Randomness**: each point's channel and receiver generators are seeded from the grid seed and the
 point (:func:`diffcomm.eval.grid.derive_seed`), so a point's record does not depend on what ran before.
 
@@ -120,6 +124,7 @@ class MachinePoint:
     threads: int
     calibration_images: int
     models: dict[str, str]       # zoo name -> weights digest
+    calibrated: dict[str, Any] = field(default_factory=dict)   # receiver options from diffcomm tune's table
     key: str = ""
 
     @property
@@ -139,7 +144,8 @@ class MachinePoint:
         return {"pipeline": p, "channel": self.channel, "snr_db": self.snr_db, "symbols": self.symbols,
                 "code": self.code, "quantize": self.quantize, "dataset": self.dataset, "split": self.split,
                 "seed": self.seed, "csi": self.csi, "batch_size": self.batch_size,
-                "calibration_images": self.calibration_images, "models": self.models}
+                "calibration_images": self.calibration_images, "models": self.models,
+                **({"calibrated": {k: v["value"] for k, v in self.calibrated.items()}} if self.calibrated else {})}
 
 
 @dataclass
@@ -369,11 +375,30 @@ def plan_from_mapping(config: dict[str, Any]) -> MachineGrid:
                     for q in spec.quantize if spec.kind in ("reconstruct", "taskjscc") else ["none"]:
                         models = _point_models(spec, channel, k, need)
                         point = MachinePoint(spec, channel, snr, k, code, q, dataset, split, seed, csi,
-                                             spec.batch_size or batch, threads, calib, models)
+                                             spec.batch_size or batch, threads, calib, models,
+                                             _calibrated(spec, channel, snr, k, shape, csi))
                         blob = json.dumps(point.settings(), sort_keys=True)
                         point.key = f"{point.label} #{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
                         points.append(point)
     return MachineGrid(points=points, config=config)
+
+
+def _calibrated(spec: PipelineSpec, channel: str, snr: float, k: int | None, shape, csi: str) -> dict[str, Any]:
+    """The calibrated strength options (``diffcomm tune``'s table) ``decode`` would fill in for this point's
+    receiver, resolved at plan time: they join the point's key and are passed to the receiver explicitly,
+    so a record always names the options it ran with, whatever the table holds later."""
+    if spec.kind not in ("reconstruct", "generative"):
+        return {}
+    from diffcomm.pipeline import get_spec
+
+    rspec = get_spec(spec.receiver)
+    if not rspec.tunable():
+        return {}
+    from diffcomm.calibration import calibrated_options, encoder_id
+
+    cbr = k / math.prod(shape)
+    return calibrated_options(rspec, encoder_id(spec.encoder, channel, cbr), shape, k, channel, csi, snr,
+                              spec.options)
 
 
 def _point_models(spec: PipelineSpec, channel: str, k: int | None, need) -> dict[str, str]:
@@ -491,10 +516,14 @@ def run_point(point: MachinePoint) -> dict[str, Any]:
                 else None
             psnrs = []
 
+            options = {**{k_: v["value"] for k_, v in point.calibrated.items()}, **spec.options}
+            used: dict[str, Any] = {}
+
             def receive(rx, generator):
                 from diffcomm.scenarios.generative import generative_classify
 
-                res = decode(spec.receiver, link, rx, generator=generator, dataset=point.dataset, **spec.options)
+                res = decode(spec.receiver, link, rx, generator=generator, dataset=point.dataset, **options)
+                used.update(res.extras.get("options_used") or {})
                 x_hat = res.x_hat.detach().float().clamp(0, 1)
                 if spec.kind == "reconstruct":
                     return _classify(net, x_hat), x_hat, res.nfe
@@ -528,6 +557,8 @@ def run_point(point: MachinePoint) -> dict[str, Any]:
             if spec.kind == "reconstruct":
                 metrics["accuracy_classifier_on_originals"] = float(
                     (_classify(zoo.load(spec.classifier), x) == labels).float().mean())
+            extra["receiver_options"] = {"used": dict(used), "calibrated": point.calibrated,
+                                         "given": spec.options}
             if link.kind == "jscc":
                 _, tx_flops = count_flops(lambda: link.encoder(x[:1]))
             elif link.is_linear:

@@ -116,11 +116,19 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _colors(variants: list[str]) -> dict[str, Any]:
+def _styles(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One colour per pipeline; its int8 variants share it with a dashed line and another marker."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab20"]
-    return {v: cmap(i % 20) for i, v in enumerate(variants)}
+    cmap = colormaps["tab10"]
+    pipelines = sorted({r["pipeline"] for r in records})
+    colour = {p: cmap(i % 10) for i, p in enumerate(pipelines)}
+    markers = {"none": "o", "dynamic": "x", "static": "^"}
+    out = {}
+    for r in records:
+        out[r["variant"]] = {"color": colour[r["pipeline"]], "marker": markers.get(r["quantize"], "s"),
+                             "linestyle": "-" if r["quantize"] == "none" else "--"}
+    return out
 
 
 def _figure_bytes(fig) -> bytes:
@@ -135,13 +143,13 @@ def plot_frontiers(records: list[dict[str, Any]], out: Path) -> list[Path]:
 
     front = frontiers(records)
     variants = sorted({r["variant"] for r in records})
-    colors = _colors(variants)
+    styles = _styles(records)
     paths = []
     for channel, by_snr in front.items():
         snrs = list(by_snr)
         for axis, cost, xlabel in (("uses", "channel_uses", "complex channel uses per image"),
                                    ("compute", "receiver_ops", "receiver operations per image (FLOPs + int8 ops)")):
-            fig = Figure(figsize=(5.2 * len(snrs), 4.6), dpi=100)
+            fig = Figure(figsize=(5.2 * len(snrs) + 3.5, 4.6), dpi=100)
             axes = fig.subplots(1, len(snrs), squeeze=False)[0]
             for ax, snr in zip(axes, snrs):
                 pts = by_snr[snr]["points"]
@@ -150,8 +158,10 @@ def plot_frontiers(records: list[dict[str, Any]], out: Path) -> list[Path]:
                     if not mine:
                         continue
                     xs = [max(p[cost], ZERO_OPS) if axis == "compute" else p[cost] for p in mine]
-                    ax.plot(xs, [p["accuracy"] for p in mine], "o-" if axis == "uses" else "o", color=colors[v],
-                            label=v, markersize=4, linewidth=1.2)
+                    st = styles[v]
+                    ax.plot(xs, [p["accuracy"] for p in mine], marker=st["marker"], color=st["color"],
+                            linestyle=st["linestyle"] if axis == "uses" else "none", label=v, markersize=5,
+                            linewidth=1.2)
                 fr = by_snr[snr][axis]["pareto"]
                 xs = [max(p[cost], ZERO_OPS) if axis == "compute" else p[cost] for p in fr]
                 ys = [p["accuracy"] for p in fr]
@@ -168,8 +178,8 @@ def plot_frontiers(records: list[dict[str, Any]], out: Path) -> list[Path]:
                 if axis == "compute":
                     ax.axvline(ZERO_OPS, color="grey", linewidth=0.6, linestyle=":")
             handles, labels = axes[0].get_legend_handles_labels()
-            fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8,
-                       bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(labels) / 4)))
+            fig.subplots_adjust(right=0.8)
+            fig.legend(handles, labels, loc="center left", fontsize=8, bbox_to_anchor=(0.81, 0.5), frameon=False)
             note = "" if axis == "uses" else f" (a receiver with no counted FLOPs is drawn at {ZERO_OPS:g})"
             fig.suptitle(f"Fashion-MNIST accuracy vs {xlabel}{note}", fontsize=10)
             path = out / f"frontier_{axis}_{channel}.png"
