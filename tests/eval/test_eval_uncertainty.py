@@ -72,8 +72,6 @@ def test_runner_records_uncertainty_metrics_and_the_table_shows_them(noisy_recei
     from diffcomm.metrics.classifier import predict
     from diffcomm.metrics.uncertainty import auroc
 
-    if "fmnist-classifier" not in zoo.list_models():
-        pytest.skip("needs the shipped fmnist-classifier")
     monkeypatch.setattr(runner_module, "_classifier", lambda: zoo.load("fmnist-classifier"))
     n = 16
     grid = plan(grid_from_mapping({**BASE, "n": n, "receivers": f"{noisy_receiver}@gaussian", "snr": "0,20",
