@@ -64,3 +64,16 @@ def test_bad_arguments():
         load_natural_patches("test", size=5000, per_photo=1)
     with pytest.raises(DiffcommError, match="per_photo"):
         load_natural_patches("test", per_photo=0)
+
+
+def test_per_photo_option_of_the_registry_spec():
+    from diffcomm.data.datasets import parse_dataset_spec
+
+    assert parse_dataset_spec("natural-patches?per_photo=8") == ("natural-patches", {"per_photo": 8})
+    ds = get_dataset("natural-patches?per_photo=8", "test")
+    assert ds.images.shape == (8 * len(NATURAL_TEST_PHOTOS), 3, 32, 32)
+    torch.testing.assert_close(ds.images, get_dataset("natural-patches", "test", per_photo=8).images)
+    for bad, match in (("natural-patches?per_photo=0", "positive"), ("natural-patches?size=3", "not one of"),
+                       ("fashion-mnist?per_photo=3", "takes no options")):
+        with pytest.raises(DiffcommError, match=match):
+            parse_dataset_spec(bad)

@@ -161,11 +161,11 @@ def load_digits8(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x), torch.from_numpy(d.target[idx].astype(np.int64))
 
 
-def _natural(split: str) -> Dataset:
-    from diffcomm.data.natural import NATURAL_PHOTOS, load_natural_patches
+def _natural(split: str, per_photo: int | None = None) -> Dataset:
+    from diffcomm.data.natural import DEFAULT_PER_PHOTO, NATURAL_PHOTOS, load_natural_patches
 
     _check_split(split, ("train", "test", "all"))
-    x, photos = load_natural_patches(split)
+    x, photos = load_natural_patches(split, per_photo=per_photo or DEFAULT_PER_PHOTO)
     names = tuple(NATURAL_PHOTOS)
     labels = torch.tensor([names.index(p) for p in photos], dtype=torch.int64)
     return Dataset(x, labels, names, "natural-patches", split)
@@ -218,6 +218,8 @@ _REGISTRY = {
 DATASETS: tuple[str, ...] = tuple(_REGISTRY)
 _ALIASES = {"cifar10": "cifar-10"}
 _SPEC_OPTIONS = {"cifar-10": (), "folder": ("patch", "per_image")}
+# datasets without a path that still take options: "natural-patches?per_photo=2048"
+_PATHLESS_OPTIONS = {"natural-patches": ("per_photo",)}
 
 
 def parse_dataset_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -231,24 +233,35 @@ def parse_dataset_spec(spec: str) -> tuple[str, dict[str, Any]]:
     name, sep, rest = spec.partition(":")
     name = _ALIASES.get(name, name)
     if not sep:
-        return name, {}
+        name, qsep, query = name.partition("?")
+        if not qsep:
+            return name, {}
+        if name not in _PATHLESS_OPTIONS:
+            raise DiffcommError(f"dataset {name!r} takes no options after '?'; only "
+                                f"{', '.join(_PATHLESS_OPTIONS)} do (e.g. \"natural-patches?per_photo=2048\")")
+        return name, _parse_query(name, query, _PATHLESS_OPTIONS[name], {})
     if name not in _SPEC_OPTIONS:
         raise DiffcommError(f"dataset {name!r} takes no path; only {', '.join(_SPEC_OPTIONS)} read a user folder "
                             f"(e.g. \"folder:~/kodak\")")
     path, _, query = rest.partition("?")
     if not path:
         raise DiffcommError(f"dataset {spec!r} has an empty path after ':'")
-    options: dict[str, Any] = {"path": path}
+    return name, _parse_query(name, query, _SPEC_OPTIONS[name], {"path": path})
+
+
+def _parse_query(name: str, query: str, allowed: tuple[str, ...], options: dict[str, Any]) -> dict[str, Any]:
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
-        if key not in _SPEC_OPTIONS[name] or not eq:
+        if key not in allowed or not eq:
             raise DiffcommError(f"dataset option {item!r} is not one of "
-                                f"{', '.join(o + '=N' for o in _SPEC_OPTIONS[name]) or 'none'} for {name}")
+                                f"{', '.join(o + '=N' for o in allowed) or 'none'} for {name}")
         try:
             options[key] = int(value)
         except ValueError:
             raise DiffcommError(f"dataset option {key} must be an integer, got {value!r}") from None
-    return name, options
+        if options[key] < 1:
+            raise DiffcommError(f"dataset option {key} must be a positive integer, got {value!r}")
+    return options
 
 
 def get_dataset(name: str, split: str = "train", **options: Any) -> Dataset:
@@ -265,7 +278,8 @@ def get_dataset(name: str, split: str = "train", **options: Any) -> Dataset:
     if base not in _REGISTRY:
         raise DiffcommError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     options = {**spec_options, **{k: v for k, v in options.items() if v is not None}}
-    allowed = ("path", *_SPEC_OPTIONS.get(base, ())) if base in _SPEC_OPTIONS else ()
+    allowed = (("path", *_SPEC_OPTIONS[base]) if base in _SPEC_OPTIONS else
+               _PATHLESS_OPTIONS.get(base, ()))
     bad = sorted(set(options) - set(allowed))
     if bad:
         raise DiffcommError(f"dataset {base} takes no option {', '.join(bad)}")
