@@ -110,8 +110,9 @@ def test_linear_receiver_needs_a_tile_when_not_tied_to_a_size():
 
 
 def test_cli_tiles_images_larger_than_the_model(tmp_path, capsys):
-    """`diffcomm transmit` on a 60×45 colour image with the shipped 28×28 DeepJSCC: tiled automatically,
-    the effective CBR reported; an image that fits the model keeps the single-link path."""
+    """`diffcomm transmit` on a 60×45 colour image: tiled automatically with the shipped colour 32×32 DeepJSCC
+    at CBR 1/16, per colour channel with the 1-channel 28×28 model at 1/8 (no colour model there), the
+    effective CBR reported; an image that fits the model keeps the single-link path."""
     import json
 
     from diffcomm.cli import main
@@ -125,9 +126,14 @@ def test_cli_tiles_images_larger_than_the_model(tmp_path, capsys):
     record = json.loads(capsys.readouterr().out)
     assert read_image(out).shape == (1, 3, 60, 45)
     tiling = record["tiling"]
-    assert tiling["tile"] == [1, 28, 28] and tiling["tiles"] == 3 * 3 * 2
-    assert record["cbr"] == pytest.approx(tiling["tiles"] * 49 / (3 * 60 * 45)) and record["tile_cbr"] == 1 / 16
+    assert tiling["tile"] == [3, 32, 32] and tiling["tiles"] == 2 * 2  # stride 30: 2 x 2 tiles cover 60 x 45
+    assert record["cbr"] == pytest.approx(tiling["tiles"] * 192 / (3 * 60 * 45)) and record["tile_cbr"] == 1 / 16
     assert record["psnr"] > 12
+    assert main(["transmit", "--input", str(tmp_path / "photo.png"), "--encoder", "deepjscc", "--receiver",
+                 "deepjscc", "--snr", "10", "--cbr", "1/8", "--out", str(out), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["tiling"]["tile"] == [1, 28, 28] and record["tiling"]["tiles"] == 3 * 3 * 2
+    assert record["cbr"] == pytest.approx(18 * 98 / (3 * 60 * 45))
     write_image(tmp_path / "small.png", x[:, :1, :28, :28])
     assert main(["transmit", "--input", str(tmp_path / "small.png"), "--encoder", "deepjscc", "--receiver",
                  "deepjscc", "--snr", "10", "--out", str(out), "--json"]) == 0

@@ -159,7 +159,7 @@ def save_entries(entries: Sequence[dict[str, Any]], path: str | os.PathLike | No
 # the lookup
 
 
-def encoder_id(encoder: str, channel: str, cbr: float) -> str:
+def encoder_id(encoder: str, channel: str, cbr: float, channels: int = 1) -> str:
     """The name a link's encoder carries (``link.encoder.name``) for a grid encoder name.
 
     ``deepjscc`` is the shipped model for the channel and CBR (``fmnist-deepjscc-awgn-cbr16``), so
@@ -169,7 +169,7 @@ def encoder_id(encoder: str, channel: str, cbr: float) -> str:
         from diffcomm.pipeline import jscc_model_name
 
         variant = encoder.split("-", 1)[1] if "-" in encoder else None
-        return jscc_model_name(channel, cbr, variant)
+        return jscc_model_name(channel, cbr, variant, channels=3 if channels == 3 else 1)
     return encoder
 
 
@@ -217,7 +217,7 @@ def link_calibration(spec, link, options: dict[str, Any] | None = None,
     if not spec.tunable():
         return {}
     return calibrated_options(spec, getattr(link.encoder, "name", "?"), link.shape, link.k, link.channel.name,
-                              link.csi, link.snr_db, options, path)
+                              link.csi, getattr(link, "receiver_snr_db", link.snr_db), options, path)
 
 
 # ---------------------------------------------------------------------------------------------

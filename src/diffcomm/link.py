@@ -39,6 +39,13 @@ when the per-image scaling is a single complex number, e.g. AWGN or one fading b
 pseudo-inverse and the model-space system ``y_m = A_m x_m + n`` that ΠGDM, DDNM, DiffPIR and CDDM
 use. Every receiver goes through it.
 
+**SNR mismatch** (``assumed_snr_db``; issue 16, robustness to a receiver told the wrong SNR, as in
+DiffCom's robustness tests): the channel adds noise at the true ``snr_db`` while everything the
+receiver derives from the noise level uses the SNR it was told: :attr:`Received.n0` is the assumed
+``N0``, and so are the LMMSE pilot estimator's weights, the MIMO front end (MMSE detector) and an ADC's
+AGC. The received ``y`` of a flat or OFDM channel is bit-identical to the matched link's (same
+generator); ``None`` (default) is the matched link.
+
 **Randomness.** :meth:`Link.transmit` draws, in order, the block gains, the data noise, then the pilot
 noise from one generator, so the same seed gives the same h and y whatever the CSI mode.
 
@@ -64,6 +71,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +80,8 @@ import torch
 
 from diffcomm.channels import (
     Channel,
+    MIMOChannel,
+    OFDMChannel,
     check_shape,
     complex_to_real,
     make_channel,
@@ -83,10 +93,12 @@ from diffcomm.channels import (
 )
 from diffcomm.channels.estimation import PILOT_ESTIMATORS
 from diffcomm.channels.impairments import is_nonlinear, model_forward, receive_stages, transmit_stages
+from diffcomm.channels.units import SNR_DB_RANGE
 from diffcomm.errors import DiffcommError
 from diffcomm.linalg import SVD, bmv, cast_rows, shared, truncated_svd
 
 F64 = torch.float64
+_REWEIGHABLE = (Channel.estimate_csi, OFDMChannel.estimate_csi, MIMOChannel.estimate_csi)   # see lmmse_from_ls
 DENSE_AUTO_MAX_N = 4096   # images up to this many values (64×64×1) use the dense path by default
 CSI_MODES = ("perfect", "estimated", "none")
 ESTIMATORS = PILOT_ESTIMATORS
@@ -98,7 +110,7 @@ class Received:
 
     y: torch.Tensor                       # complex (B, k): received data symbols (pilots removed)
     h_hat: torch.Tensor | None            # complex (B, k): receiver CSI (h, an estimate, or None)
-    n0: float                             # noise variance per complex symbol
+    n0: float                             # noise variance per complex symbol the receiver believes (assumed_snr_db)
     gain: torch.Tensor                    # real (B,): power-normalisation gain (side information)
     pilots_used: int                      # channel uses per image spent on pilots
     y_pilot: torch.Tensor | None = None   # complex (B, blocks, n_pilots): received pilots (csi="estimated")
@@ -123,11 +135,13 @@ class Link:
 
     ``encoder`` is any callable ``x -> complex (B, k)`` with attributes ``k`` and ``shape``
     (e.g. from :func:`diffcomm.transmit.make_encoder`); ``channel`` a :class:`Channel` or a name for
-    :func:`diffcomm.channels.make_channel`.
+    :func:`diffcomm.channels.make_channel`. ``assumed_snr_db``: the SNR the receiver is told when it
+    differs from the true ``snr_db`` (SNR-mismatch robustness; see the module docstring), None = matched.
     """
 
     def __init__(self, encoder: Any, channel: Channel | str, snr_db: float, csi: str = "perfect", n_pilots: int = 0,
-                 pilot_estimator: str = "lmmse", pilots_in_budget: bool = False):
+                 pilot_estimator: str = "lmmse", pilots_in_budget: bool = False,
+                 assumed_snr_db: float | None = None):
         k = getattr(encoder, "k", None)
         if not callable(encoder) or isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise DiffcommError("Link: encoder must be callable with an int attribute k >= 1; "
@@ -158,6 +172,7 @@ class Link:
         if callable(check):
             check(csi, n_pilots)
         self.stages: tuple = ()   # impairment stages (diffcomm.channels.impairments.with_impairments)
+        self.assumed_snr_db: float | None = check_assumed_snr(self, assumed_snr_db)
         self.k: int = k
         self.n: int = math.prod(self.shape)
         self.blocks: int = self.channel.num_blocks(k)
@@ -186,6 +201,18 @@ class Link:
         return "jscc" if model is not None and hasattr(model, "decode") else "nonlinear"
 
     @property
+    def receiver_snr_db(self) -> float:
+        """The SNR (dB) the receiver believes: ``assumed_snr_db`` when set, else the true ``snr_db``."""
+        assumed = getattr(self, "assumed_snr_db", None)
+        return self.snr_db if assumed is None else assumed
+
+    @property
+    def receiver_n0(self) -> float:
+        """The noise variance the receiver believes (:attr:`Received.n0`); the channel adds :attr:`n0`."""
+        assumed = getattr(self, "assumed_snr_db", None)
+        return self.n0 if assumed is None else float(snr_db_to_n0(assumed))
+
+    @property
     def channel_uses(self) -> int:
         """Complex channel uses per image: data symbols, pilots and the channel's extra uses (OFDM padding + CP)."""
         return self.k + self.pilots_used + self.extra_uses
@@ -202,11 +229,15 @@ class Link:
                 "csi": self.csi, "n_pilots": self.n_pilots, "pilot_estimator": self.pilot_estimator,
                 "pilots_in_budget": self.pilots_in_budget, "k": self.k, "pilots_used": self.pilots_used,
                 "extra_uses": self.extra_uses, "channel_uses": self.channel_uses, "cbr": self.cbr,
+                **({"assumed_snr_db": self.assumed_snr_db, "assumed_n0": self.receiver_n0}
+                   if getattr(self, "assumed_snr_db", None) is not None else {}),
                 **({"impairments": [st.config() for st in self.stages]} if getattr(self, "stages", ()) else {})}
 
     def __repr__(self) -> str:
-        return (f"Link(encoder={getattr(self.encoder, 'name', '?')}, channel={self.channel!r}, snr_db={self.snr_db:g}, "
-                f"csi={self.csi!r}, k={self.k}, pilots_used={self.pilots_used})")
+        assumed = getattr(self, "assumed_snr_db", None)
+        told = "" if assumed is None else f", assumed_snr_db={assumed:g}"
+        return (f"Link(encoder={getattr(self.encoder, 'name', '?')}, channel={self.channel!r}, snr_db={self.snr_db:g}"
+                f"{told}, csi={self.csi!r}, k={self.k}, pilots_used={self.pilots_used})")
 
     # ---- checks ----------------------------------------------------------------------------------
     def _check_images(self, x: torch.Tensor, who: str, check_range: bool) -> None:
@@ -267,21 +298,32 @@ class Link:
                 z = transmit_stages(self.stages, z)
             h = self.channel.generate(x.shape[0], self.k, generator, device=x.device)
             split = all(callable(getattr(self.channel, a, None)) for a in ("propagate", "detect"))   # MIMO front end
-            y = (self.channel.propagate if split else self.channel.apply)(z, h, self.n0, generator)
+            y = (self.channel.propagate if split else self.channel.apply)(z, h, self.n0, generator)   # true noise
+            n0_rx = self.receiver_n0                             # what the receiver believes (assumed_snr_db)
             h_hat, y_pilot, pilots = None, None, None
             if self.csi == "perfect":
                 h_hat = h.clone()
             elif self.csi == "estimated":
-                h_hat, y_pilot, pilots = self.channel.estimate_csi(h, self.k, self.n0, self.n_pilots,
-                                                                   self.pilot_estimator, generator)
+                h_hat, y_pilot, pilots = self._estimate_csi(h, n0_rx, generator)
             mixing = None
             if split:                                            # the receiver front end with its CSI (MIMO)
-                y, h_hat, mixing = self.channel.detect(y, h_hat, self.n0, self.k)
+                y, h_hat, mixing = self.channel.detect(y, h_hat, n0_rx, self.k)
             if self.stages:
-                y, h_hat, mixing = receive_stages(self.stages, y, h_hat, mixing, self.n0, generator)
-        rx = Received(y=y, h_hat=h_hat, n0=self.n0, gain=gain, pilots_used=self.pilots_used,
+                y, h_hat, mixing = receive_stages(self.stages, y, h_hat, mixing, n0_rx, generator)
+        rx = Received(y=y, h_hat=h_hat, n0=n0_rx, gain=gain, pilots_used=self.pilots_used,
                       y_pilot=y_pilot, pilots=pilots, mixing=mixing)
         return (rx, ChannelTruth(h=h, z=z)) if return_truth else rx
+
+    def _estimate_csi(self, h: torch.Tensor, n0_rx: float, generator: torch.Generator | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pilot-aided CSI: the pilots get the true noise ``self.n0``; an LMMSE estimator weighs them with the
+        receiver's belief ``n0_rx``. Matched (or LS): the channel's own estimator. Mismatched LMMSE: the channel's
+        LS estimate (the same pilots and noise draws; LS does not use N0), re-weighted by :func:`lmmse_from_ls`."""
+        ch = self.channel
+        if self.pilot_estimator == "ls" or n0_rx == self.n0:
+            return ch.estimate_csi(h, self.k, self.n0, self.n_pilots, self.pilot_estimator, generator)
+        h_ls, y_pilot, pilots = ch.estimate_csi(h, self.k, self.n0, self.n_pilots, "ls", generator)
+        return lmmse_from_ls(ch, h_ls, n0_rx, self.n_pilots), y_pilot, pilots
 
     def operator(self, rx: Received, h: torch.Tensor | None = None, matrix_free: bool | None = None) -> LinkOperator:
         """The noiseless link ``A = ĥ ⊙ g E`` the receiver sees for ``rx`` (``h`` overrides ``rx.h_hat``).
@@ -638,14 +680,72 @@ class MixingOperator(LinkOperator):
         return self._svd
 
 
+def check_assumed_snr(link: Link, assumed_snr_db: Any) -> float | None:
+    """``assumed_snr_db`` checked like ``snr_db`` (finite, within the package's SNR range), or None; one-line errors.
+
+    With ``csi="estimated"`` and the LMMSE estimator the link re-weights the channel's LS estimate
+    (:func:`lmmse_from_ls`), which it can do for the package's flat-fading, OFDM and MIMO pilot schemes only.
+    """
+    if assumed_snr_db is None:
+        return None
+    lo, hi = SNR_DB_RANGE
+    try:
+        value = float(assumed_snr_db)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(assumed_snr_db, bool) or not math.isfinite(value) or not lo <= value <= hi:
+        raise DiffcommError(f"Link: assumed_snr_db (the SNR the receiver is told) must be a finite number in "
+                            f"[{lo:g}, {hi:g}] dB or None, got {assumed_snr_db!r}")
+    if link.csi == "estimated" and link.pilot_estimator == "lmmse" and \
+            type(link.channel).estimate_csi not in _REWEIGHABLE:
+        raise DiffcommError(f"Link: assumed_snr_db with LMMSE pilot estimation is supported on the package's flat, "
+                            f"OFDM and MIMO channels, not {type(link.channel).__name__}; use pilot_estimator='ls'")
+    return value
+
+
+def lmmse_from_ls(channel: Channel, h_ls: torch.Tensor, n0: float, n_pilots: int) -> torch.Tensor:
+    """The channel's LMMSE pilot estimate for a receiver that believes noise variance ``n0``, from its LS estimate.
+
+    ``h_ls`` is what ``channel.estimate_csi(..., "ls")`` returns (per symbol; MIMO: per use). The package's
+    pilots have energy ``n_pilots`` per block (unit-modulus Zadoff-Chu; OFDM: per subcarrier; MIMO: ``P Pᴴ =
+    n_p I``), so LMMSE is a fixed linear map of LS (:mod:`diffcomm.channels.estimation`): scalar prior
+    ``CN(m, v)``: ``ĥ = m + v n_p / (v n_p + N0) · (ĥ_LS − m)``; MIMO: ``vec Ĥ = C (C + N0/n_p I)⁻¹ vec Ĥ_LS``.
+    With ``n0`` equal to the true N0 this is the channel's own LMMSE estimate (to rounding).
+    """
+    n0 = float(n0)
+    if isinstance(channel, MIMOChannel):
+        c = channel.lmmse_covariance().to(h_ls.device, torch.complex128)
+        dim = c.shape[0]
+        w = c @ torch.linalg.inv(c + (n0 / n_pilots) * torch.eye(dim, dtype=c.dtype, device=c.device))
+        vec = h_ls.to(torch.complex128).reshape(*h_ls.shape[:2], dim)
+        return (vec @ w.T).reshape(h_ls.shape).to(h_ls.dtype)
+    m, v = complex(channel.mean), float(channel.scatter_var)
+    shrink = v * n_pilots / (v * n_pilots + n0)
+    return (m + shrink * (h_ls.to(torch.complex128) - m)).to(h_ls.dtype)
+
+
+def with_assumed_snr(link: Link, assumed_snr_db: float | None) -> Link:
+    """A copy of ``link`` (sharing encoder, channel and impairment stages) whose receiver is told ``assumed_snr_db``.
+
+    The same as building the link with ``assumed_snr_db=...`` (:class:`Link`); None restores the matched link.
+    For links built elsewhere (e.g. :func:`diffcomm.pipeline.build_link`, the CLI).
+    """
+    if not isinstance(link, Link):
+        raise DiffcommError(f"with_assumed_snr: link must be a diffcomm.link.Link, got {type(link).__name__}")
+    out = copy.copy(link)
+    out.assumed_snr_db = check_assumed_snr(link, assumed_snr_db)
+    return out
+
+
 def make_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, channel: str | Channel = "awgn",
               snr_db: float = 10.0, csi: str = "perfect", n_pilots: int = 0, pilot_estimator: str = "lmmse",
-              pilots_in_budget: bool = False, seed: int = 0, **encoder_options: Any) -> Link:
+              pilots_in_budget: bool = False, seed: int = 0, assumed_snr_db: float | None = None,
+              **encoder_options: Any) -> Link:
     """Build encoder (by name, :func:`diffcomm.transmit.make_encoder`) and :class:`Link` together.
 
     With ``pilots_in_budget=True`` and ``csi="estimated"``, the encoder gets the largest valid k with
     ``k + pilots_used(k) <= round(cbr · C·H·W)``; otherwise ``k = round(cbr · C·H·W)`` and pilots are
-    extra.
+    extra. ``assumed_snr_db``: the SNR the receiver is told (SNR mismatch; :class:`Link`), None = ``snr_db``.
 
     Example: ``make_link("downsample", (1, 28, 28), "1/8", "rayleigh", 5.0, csi="estimated", n_pilots=2)``.
     """
@@ -655,7 +755,7 @@ def make_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chann
     ch = make_channel(channel) if isinstance(channel, str) else channel
     if not (pilots_in_budget and csi == "estimated"):
         enc = make_encoder(encoder, shape, cbr, seed, **encoder_options)
-        return Link(enc, ch, snr_db, csi, n_pilots, pilot_estimator, pilots_in_budget)
+        return Link(enc, ch, snr_db, csi, n_pilots, pilot_estimator, pilots_in_budget, assumed_snr_db)
     if isinstance(n_pilots, bool) or not isinstance(n_pilots, int) or n_pilots < 1:
         raise DiffcommError(f"make_link: csi='estimated' needs n_pilots >= 1, got {n_pilots!r}")
     budget = symbols_for_cbr(cbr, shape)
@@ -668,6 +768,6 @@ def make_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chann
         except DiffcommError:
             continue  # no valid encoder with this k (e.g. downsample grid); try a smaller one
         if enc.k + ch.pilot_uses(enc.k, n_pilots) <= budget:
-            return Link(enc, ch, snr_db, csi, n_pilots, pilot_estimator, pilots_in_budget)
+            return Link(enc, ch, snr_db, csi, n_pilots, pilot_estimator, pilots_in_budget, assumed_snr_db)
     raise DiffcommError(f"make_link: {budget} channel uses (CBR {cbr}) leave no room for data after "
                         f"{n_pilots} pilot(s) per coherence block; raise the CBR or lower n_pilots")

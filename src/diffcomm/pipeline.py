@@ -26,18 +26,38 @@ import torch
 from diffcomm.errors import DiffcommError
 from diffcomm.receivers.base import ReceiverResult, ReceiverSpec, get_spec
 
+# shipped DeepJSCC models by (training channel, CBR): grayscale (1 x 28 x 28, Fashion-MNIST) and
+# colour (3 x 32 x 32, natural-photo patches); jscc_model_name picks the table by image channels.
 JSCC_MODELS = {("awgn", 1 / 16): "fmnist-deepjscc-awgn-cbr16", ("rayleigh", 1 / 16): "fmnist-deepjscc-rayleigh-cbr16",
                ("awgn", 1 / 8): "fmnist-deepjscc-awgn-cbr8", ("rayleigh", 1 / 8): "fmnist-deepjscc-rayleigh-cbr8"}
+# The colour models are trained over AWGN only (recipes for Rayleigh-trained ones exist, untrained): over a
+# fading link they decode the equalised symbols with the link's CSI, like the AWGN variant of a grayscale model.
+JSCC_MODELS_RGB = {("awgn", 1 / 16): "natural-deepjscc-awgn-cbr16", ("awgn", 1 / 48): "natural-deepjscc-awgn-cbr48"}
 
 
-def jscc_model_name(channel: str, cbr: float, variant: str | None = None) -> str:
-    """Zoo name of the DeepJSCC for a channel and CBR (Rician uses the Rayleigh-trained model)."""
+def jscc_model_name(channel: str, cbr: float, variant: str | None = None, channels: int = 1) -> str:
+    """Zoo name of the DeepJSCC for a channel, CBR and image channels (Rician uses the Rayleigh-trained model).
+
+    ``channels=1``: the Fashion-MNIST models; ``channels=3``: the colour natural-photo models.
+
+    Example:
+        >>> jscc_model_name("rayleigh", 1 / 48, channels=3)  # colour models: trained over AWGN only
+        'natural-deepjscc-awgn-cbr48'
+    """
     trained = variant or ("awgn" if channel == "awgn" else "rayleigh")
-    for (ch, c), name in JSCC_MODELS.items():
+    if channels not in (1, 3):
+        raise DiffcommError(f"shipped DeepJSCC models code 1- or 3-channel images, got {channels} channels")
+    table = JSCC_MODELS if channels == 1 else JSCC_MODELS_RGB
+    for (ch, c), name in table.items():
         if ch == trained and abs(c - cbr) < 1e-9:
             return name
-    supported = sorted({f"1/{round(1 / c)}" for _, c in JSCC_MODELS})
-    raise DiffcommError(f"no shipped DeepJSCC for CBR {cbr:g}; supported CBRs: {', '.join(supported)}")
+    if channels == 3 and variant is None:  # no colour model trained over this channel: the AWGN-trained one
+        for (ch, c), name in table.items():
+            if ch == "awgn" and abs(c - cbr) < 1e-9:
+                return name
+    supported = sorted({f"1/{round(1 / c)}" for _, c in table}, key=lambda t: int(t[2:]))
+    raise DiffcommError(f"no shipped DeepJSCC for CBR {cbr:g} ({'colour' if channels == 3 else 'grayscale'} "
+                        f"images); supported CBRs: {', '.join(supported)}")
 
 
 def _deepjscc_factory(shape, cbr, seed=0, name="deepjscc", link_channel="awgn", design_snr_db=10.0):
@@ -49,7 +69,7 @@ def _deepjscc_factory(shape, cbr, seed=0, name="deepjscc", link_channel="awgn", 
     variant = name.split("-", 1)[1] if "-" in name else None
     if variant not in (None, "awgn", "rayleigh"):
         raise DiffcommError(f"unknown encoder {name!r}; use deepjscc, deepjscc-awgn or deepjscc-rayleigh")
-    model_name = jscc_model_name(link_channel, cbr, variant)
+    model_name = jscc_model_name(link_channel, cbr, variant, channels=3 if shape[0] == 3 else 1)
     model = zoo.load(model_name)
     cfg = model.config
     if tuple(shape) != (cfg.in_channels, cfg.image_size, cfg.image_size):
@@ -89,7 +109,7 @@ def build_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chan
 
 
 ENCODER_KINDS = {"gaussian": "linear", "downsample": "linear"}
-DEFAULT_PRIORS = {(1, 28, 28): ("fmnist-prior", "fashion-mnist")}
+DEFAULT_PRIORS = {(1, 28, 28): ("fmnist-prior", "fashion-mnist"), (3, 32, 32): ("natural-prior", "natural-patches")}
 GAUSSIAN_FIT_IMAGES = 10_000  # training images the Gaussian prior of "gaussian"-prior receivers is fitted to
 
 

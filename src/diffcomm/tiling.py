@@ -214,7 +214,13 @@ def native_shape(encoder: str, receiver: str, channel: str = "awgn", cbr: float 
         rate = parse_cbr(cbr) if isinstance(cbr, str) else float(cbr)
         variant = encoder.split("-", 1)[1] if "-" in encoder else None
         name = channel if isinstance(channel, str) else getattr(channel, "name", "awgn")
-        cfg = zoo.load(jscc_model_name(name, rate, variant)).config
+        try:  # a colour model when one is shipped for this CBR, else the grayscale one per colour channel
+            model_name = jscc_model_name(name, rate, variant, channels=3 if channels == 3 else 1)
+        except DiffcommError:
+            if channels != 3:
+                raise
+            model_name = jscc_model_name(name, rate, variant)
+        cfg = zoo.load(model_name).config
         shapes.append((cfg.in_channels, cfg.image_size, cfg.image_size))
     if get_spec(receiver).prior is not None:
         known = list(DEFAULT_PRIORS)

@@ -1,6 +1,7 @@
 """The ``diffcomm transmit`` contract: outputs, JSON fields, and one-line errors for bad input."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -72,6 +73,27 @@ def test_higher_snr_gives_better_downsample_reconstruction(tmp_path, image, caps
     (["--snr", "10", "--samples", "two"], "--samples must be an integer"),
     (["--snr", "10", "--samples", "5000"], "--samples must be an integer"),
     (["--snr", "10", "--spread-out", "s.png"], "needs --samples"),
+    (["--snr", "10", "--assumed-snr", "nan"], "--assumed-snr must be finite"),
+    (["--snr", "10", "--assumed-snr", "abc"], "--assumed-snr must be a number"),
+    (["--snr", "10", "--assumed-snr", "1e6"], "--assumed-snr: SNR must be finite and in"),
+    (["--snr", "10", "--assumed-snr", "7", "--tile", "14"], "--assumed-snr is not available for tiled images"),
+    (["--snr", "10", "--impairment", "adc", "--tile", "14"], "--impairment is not available for tiled"),
+    (["--snr", "10", "--mimo", "2x2"], "applies to --channel mimo only"),
+    (["--snr", "10", "--mimo-detector", "zf"], "applies to --channel mimo only"),
+    (["--snr", "10", "--channel", "mimo", "--mimo", "two"], "NTxNR"),
+    (["--snr", "10", "--channel", "mimo", "--mimo", "4x2"], "n_r >= n_t"),
+    (["--snr", "10", "--channel", "mimo", "--mimo", "100x100"], "antennas"),
+    (["--snr", "10", "--channel", "mimo", "--mimo-detector", "foo"], "invalid choice"),
+    (["--snr", "10", "--channel", "mimo", "--mimo-correlation", "1.5"], "correlation"),
+    (["--snr", "10", "--channel", "mimo", "--mimo-correlation", "high"], "correlation"),
+    (["--snr", "10", "--channel", "mimo", "--csi", "estimated", "--pilots", "1"], "n_pilots >= n_t"),
+    (["--snr", "10", "--channel", "mimo", "--mimo-precoding", "svd", "--csi", "estimated"], "svd precoding"),
+    (["--snr", "10", "--impairment", "warp"], "unknown impairment"),
+    (["--snr", "10", "--impairment", "adc:bits"], "KIND[:PARAM=VALUE"),
+    (["--snr", "10", "--impairment", "adc:bitz=3"], "no parameter 'bitz'"),
+    (["--snr", "10", "--impairment", "adc:bits=99"], "bits"),
+    (["--snr", "10", "--impairment", "cfo:eps=0.01,modelled=maybe"], "modelled must be true or false"),
+    (["--snr", "10", "--impairment", "clip:ratio=1.5,modelled=true"], "linear link"),
 ])
 def test_bad_arguments_give_one_line_errors(tmp_path, image, capsys, args, message):
     code, _, err = run_cli(["transmit", "--input", str(image), "--out", str(tmp_path / "o.png"), *args], capsys)
@@ -132,3 +154,63 @@ def test_transmit_samples_refuses_tiling_in_one_line(tmp_path, capsys):
     code, _, err = run_cli(["transmit", "--input", str(big), "--snr", "5", "--encoder", "deepjscc", "--receiver",
                             "deepjscc", "--samples", "2", "--out", str(tmp_path / "o.png")], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "tiled" in err
+
+
+# ---- issue 16: --assumed-snr, --channel mimo, --impairment ------------------------------------------------------
+
+def transmit_json(image, out, capsys, *extra):
+    code, stdout, err = run_cli(["transmit", "--input", str(image), "--snr", "20", "--cbr", "1/8", "--encoder",
+                                 "gaussian", "--receiver", "pinv", "--out", str(out), "--json", *extra], capsys)
+    assert code == 0, err
+    return json.loads(stdout)
+
+
+def test_transmit_assumed_snr_is_recorded_and_keeps_the_channel(tmp_path, image, capsys):
+    matched = transmit_json(image, tmp_path / "a.png", capsys)
+    told = transmit_json(image, tmp_path / "b.png", capsys, "--assumed-snr", "23")
+    assert "assumed_snr_db" not in matched
+    assert told["assumed_snr_db"] == 23.0 and told["snr_db"] == 20.0
+    # pinv does not use N0 and the noise is the true one: the same reconstruction, bit for bit
+    assert told["psnr"] == matched["psnr"]
+    assert torch.equal(read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png"))
+    code, stdout, _ = run_cli(["transmit", "--input", str(image), "--snr", "20", "--assumed-snr", "17", "--out",
+                               str(tmp_path / "c.png")], capsys)
+    assert code == 0 and "at 20 dB (receiver told 17 dB)" in stdout
+
+
+@pytest.mark.parametrize("extra, want", [
+    ([], {"n_t": 2, "n_r": 2, "detector": "mmse", "precoding": "none", "correlation": 0.0}),
+    (["--mimo", "2x4", "--mimo-detector", "none", "--mimo-correlation", "0.3", "--csi", "estimated"],
+     {"n_t": 2, "n_r": 4, "detector": "none", "precoding": "none", "correlation": 0.3}),
+    (["--mimo", "4x4", "--mimo-detector", "zf", "--mimo-precoding", "svd"],
+     {"n_t": 4, "n_r": 4, "detector": "zf", "precoding": "svd"}),
+])
+def test_transmit_over_mimo(tmp_path, image, capsys, extra, want):
+    out = tmp_path / "rec.png"
+    record = transmit_json(image, out, capsys, "--channel", "mimo", *extra)
+    assert record["channel"] == "mimo" and read_image(out).shape == (1, 1, 28, 28)
+    assert {k: record["mimo"][k] for k in want} == want
+    n_t, k = want["n_t"], record["k"]
+    assert record["channel_uses"] == -(-k // n_t) + record["pilots"]      # n_t symbols per channel use
+    assert math.isfinite(record["psnr"])
+
+
+def test_transmit_with_impairments(tmp_path, image, capsys):
+    record = transmit_json(image, tmp_path / "a.png", capsys, "--impairment", "adc:bits=3",
+                           "--impairment", "cfo:eps=0.002,modelled=true")
+    assert record["impairments"] == [
+        {"kind": "adc", "side": "rx", "modelled": False, "bits": 3, "full_scale": None, "loading": 3.0},
+        {"kind": "cfo", "side": "rx", "modelled": True, "eps": 0.002}]
+    assert "impairments" not in transmit_json(image, tmp_path / "b.png", capsys)
+    # with MIMO and a mismatched SNR together
+    record = transmit_json(image, tmp_path / "c.png", capsys, "--channel", "mimo", "--assumed-snr", "17",
+                           "--impairment", "phase-noise:linewidth_ts=1e-4")
+    assert record["impairments"][0]["kind"] == "phase-noise" and record["assumed_snr_db"] == 17.0
+
+
+def test_new_flags_bad_values_exit_without_traceback(tmp_path, image):
+    for extra in (["--channel", "mimo", "--mimo", "2by2", "--assumed-snr", "7"], ["--impairment", "adc:bits=x"]):
+        proc = subprocess.run([sys.executable, "-m", "diffcomm.cli", "transmit", "--input", str(image), "--snr", "10",
+                               "--out", str(tmp_path / "o.png"), *extra], capture_output=True, text=True)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+        assert not (tmp_path / "o.png").exists()

@@ -65,3 +65,43 @@ def test_higher_snr_gives_better_psnr_on_average(channel):
     for lo, hi in zip(scores, scores[1:]):
         diff = hi - lo
         assert diff.mean() > 5 * diff.std() / len(diff) ** 0.5
+
+
+def test_model_table_picks_colour_models_by_image_channels():
+    from diffcomm.pipeline import JSCC_MODELS, JSCC_MODELS_RGB, jscc_model_name
+
+    assert jscc_model_name("awgn", 1 / 16) == "fmnist-deepjscc-awgn-cbr16"
+    assert jscc_model_name("awgn", 1 / 16, channels=3) == "natural-deepjscc-awgn-cbr16"
+    # no colour model trained over Rayleigh: the AWGN-trained one decodes the equalised symbols
+    assert jscc_model_name("rayleigh", 1 / 48, channels=3) == "natural-deepjscc-awgn-cbr48"
+    with pytest.raises(DiffcommError, match="supported CBRs: 1/16, 1/48"):
+        jscc_model_name("awgn", 1 / 8, channels=3)
+    with pytest.raises(DiffcommError, match="no shipped"):
+        jscc_model_name("rayleigh", 1 / 16, variant="rayleigh", channels=3)
+    with pytest.raises(DiffcommError, match="1- or 3-channel"):
+        jscc_model_name("awgn", 1 / 16, channels=2)
+    for (_, cbr), name in {**JSCC_MODELS, **JSCC_MODELS_RGB}.items():  # every listed model is shipped
+        cfg = zoo.load(name).config
+        assert abs(cfg.cbr - cbr) < 1e-9 and cfg.in_channels == (3 if name in JSCC_MODELS_RGB.values() else 1)
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_colour_models_keep_the_power_constraint_and_gain_with_snr(channel):
+    """The shipped colour DeepJSCC on held-out photo patches: unit power per frame, and a paired PSNR
+    gain from 0 to 10 to 20 dB (over Rayleigh the AWGN-trained model decodes the equalised symbols)."""
+    from diffcomm.data import get_dataset
+
+    x = get_dataset("natural-patches", "test").images[::6]  # 128 patches of the three held-out photos
+    link = build_link("deepjscc", (3, 32, 32), 1 / 16, channel, 10.0)
+    assert link.encoder.k == 192
+    rx = link.transmit(x, generator=torch.Generator().manual_seed(0))
+    s = rx.gain.reshape(-1, 1) * link.encoder(x)
+    assert torch.allclose(s.abs().pow(2).mean(1), torch.ones(len(x)), atol=1e-4)
+    scores = []
+    for snr in (0.0, 10.0, 20.0):
+        link = build_link("deepjscc", (3, 32, 32), 1 / 16, channel, snr)
+        rx = link.transmit(x, generator=torch.Generator().manual_seed(1))
+        scores.append(psnr(decode("deepjscc", link, rx).x_hat, x))
+    for lo, hi in zip(scores, scores[1:]):
+        diff = hi - lo
+        assert diff.mean() > 5 * diff.std() / len(diff) ** 0.5

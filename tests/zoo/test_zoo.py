@@ -1,6 +1,7 @@
 """The zoo: loading by config, refusing weights of another architecture, listing shipped models."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,14 @@ def test_every_shipped_model_matches_its_recipe_step_count():
 
     for name, config in zoo.list_models().items():
         recipe = zoo.WEIGHTS_DIR.parent / "recipes" / Path(config["recipe"]).name
-        steps = tomllib.loads(recipe.read_text())["train"]["steps"]
-        assert steps == config["training"]["steps"], f"{name}: recipe says {steps} steps, weights have " \
-                                                     f"{config['training']['steps']}"
+        recipe_cfg = tomllib.loads(recipe.read_text())
+        steps = recipe_cfg["train"]["steps"]
+        training = config["training"]
+        if "kept_ema_of_steps" in training:  # EMA weights kept part-way (keep_ema_at) by a run of the recipe
+            assert training["kept_ema_of_steps"] == steps, name
+            assert training["steps"] in recipe_cfg["snapshot"]["keep_ema_at"], name
+            continue
+        assert steps == training["steps"], f"{name}: recipe says {steps} steps, weights have {training['steps']}"
 
 
 def test_training_snapshots_keep_evaluations_only_last_per_step(tmp_path):
@@ -88,3 +94,39 @@ def test_training_snapshots_keep_evaluations_only_last_per_step(tmp_path):
     assert training_snapshots(log) == [{"step": 100, "loss": 0.2, "psnr_10dB": 18.5},
                                        {"step": 200, "loss": 0.1, "psnr_10dB": 19.0}]
     assert training_snapshots(tmp_path / "missing.jsonl") == []
+
+
+def test_patch_prior_evaluation_measures_denoising_against_the_noisy_input(tmp_path):
+    """A prior of a dataset without a classifier: test-patch denoising PSNR beside the noisy input's,
+    whose value is known (σ in [-1, 1] is σ/2 in pixels: PSNR ≈ 20·log10(2/σ), clipping only raises it)."""
+    from diffcomm.diffusion.precond import EDMDenoiser
+    from diffcomm.diffusion.unet import UNet
+    from diffcomm.zoo.evaluate import evaluate_patch_prior
+
+    torch.manual_seed(0)
+    config = UNetConfig(in_channels=3, base_channels=8, channel_mults=[1], num_res_blocks=1, attention_levels=[],
+                        num_classes=0, emb_dim=16)
+    prior = EDMDenoiser(UNet(config)).eval()
+    m = evaluate_patch_prior(prior, "natural-patches?per_photo=4", n=4, steps=2, sigmas=(0.05, 1.0),
+                             grid_path=tmp_path / "grid.png")
+    assert m["dataset"] == "natural-patches" and m["test_patches"] == 768 and (tmp_path / "grid.png").is_file()
+    for sigma in (0.05, 1.0):
+        theory = 20 * math.log10(2 / sigma)
+        assert m[f"noisy_psnr_sigma{sigma:g}"] > theory - 0.05  # clamping to [0, 1] never adds error
+        assert sigma > 0.5 or m[f"noisy_psnr_sigma{sigma:g}"] < theory + 0.5  # little clipping at small σ
+        assert math.isfinite(m[f"denoise_psnr_sigma{sigma:g}"])
+    assert m["nn_l2_to_train_samples_median"] > 0 and m["nn_l2_to_train_test_patches_median"] > 0
+
+
+def test_shipping_reuses_a_final_step_quality_snapshot_only(tmp_path):
+    from diffcomm.zoo.evaluate import final_quality_snapshot
+
+    run = tmp_path / "run"
+    run.mkdir()
+    row = {"step": 400, "loss": 0.2, "fd_cls_uncond_vs_test": 9.0, "fd_cls_real1000_vs_rest_of_test": 0.56,
+           "conditional_accuracy": 0.97}
+    (run / "log.jsonl").write_text(json.dumps({"step": 400, "loss": 0.2, "lr": 1e-4, "seconds": 1}) + "\n"
+                                   + json.dumps(row) + "\n")
+    config = {"training": {"steps": 400}}
+    assert final_quality_snapshot(run, config)["fd_cls_uncond_vs_test"] == 9.0
+    assert final_quality_snapshot(run, {"training": {"steps": 600}}) is None  # snapshot is not the final step

@@ -15,6 +15,15 @@ and ``agreement`` (fraction of samples the shipped Fashion-MNIST classifier puts
 images only, else null) and ``classes`` (each sample's label). ``--spread-out PATH`` writes the per-pixel
 spread map as an image (pixel value = 2 × std, so white = the largest possible std of 0.5). Deterministic
 receivers (pinv, lmmse, deepjscc) give spread 0 and agreement 1. Not available with tiling.
+
+Channels and mismatch (issue 16): ``--channel mimo`` sends n_t streams over an n_t×n_r channel
+(``--mimo 2x2``, ``--mimo-detector mmse|zf|none``, ``--mimo-precoding none|svd``, ``--mimo-correlation ρ``;
+:mod:`diffcomm.channels.mimo`). ``--impairment KIND[:PARAM=VALUE,...]`` (repeatable, applied in order) adds a
+hardware stage from :mod:`diffcomm.channels.impairments` (rapp, limiter, clip, adc, phase-noise, cfo), unmodelled
+unless ``modelled=true`` (then the receiver's operator includes it). ``--assumed-snr DB`` tells the receiver
+this SNR while the channel adds noise at ``--snr`` (:class:`diffcomm.link.Link` ``assumed_snr_db``). The JSON
+record gains ``assumed_snr_db``, ``mimo`` and ``impairments`` when these are used. ``--assumed-snr`` and
+``--impairment`` are not available for tiled images.
 """
 
 from __future__ import annotations
@@ -27,22 +36,41 @@ from pathlib import Path
 
 from diffcomm.errors import DiffcommError
 
+MIMO_DEFAULTS = {"mimo": "2x2", "mimo_detector": "mmse", "mimo_precoding": "none", "mimo_correlation": "0"}
+MAX_ANTENNAS = 64
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from diffcomm.channels.impairments import KINDS
+    from diffcomm.channels.mimo import DETECTORS, PRECODERS
     from diffcomm.receivers.base import receiver_names
 
     p = sub.add_parser("transmit", help="transmit one image over a simulated channel and reconstruct it",
                        description="Encode an image, send it over a noisy fading channel, reconstruct it with a "
                                    "receiver, and write the reconstruction.")
     p.add_argument("--input", required=True, help="input image (PNG, JPEG, ...)")
-    p.add_argument("--channel", default="awgn", choices=["awgn", "rayleigh", "rician"])
+    p.add_argument("--channel", default="awgn", choices=["awgn", "rayleigh", "rician", "mimo"])
     p.add_argument("--snr", required=True, help="channel SNR Es/N0 in dB")
+    p.add_argument("--assumed-snr", dest="assumed_snr", metavar="DB",
+                   help="the SNR the receiver is told (SNR mismatch); the channel's noise stays at --snr")
     p.add_argument("--cbr", default="1/16", help="channel bandwidth ratio k/(C·H·W), e.g. 1/16")
     p.add_argument("--encoder", default="gaussian", help="gaussian | downsample | deepjscc[-awgn|-rayleigh]")
     p.add_argument("--receiver", default="pinv", help=" | ".join(receiver_names()))
     p.add_argument("--csi", default="perfect", choices=["perfect", "estimated", "none"])
     p.add_argument("--pilots", type=int, default=4, help="pilot symbols per coherence block (--csi estimated)")
     p.add_argument("--rician-k", type=float, default=3.0, help="Rician K-factor (--channel rician)")
+    p.add_argument("--mimo", metavar="NTxNR", help="antennas for --channel mimo: transmit x receive, e.g. 2x2 "
+                                                   f"(default {MIMO_DEFAULTS['mimo']})")
+    p.add_argument("--mimo-detector", dest="mimo_detector", choices=list(DETECTORS),
+                   help=f"MIMO receiver front end (default {MIMO_DEFAULTS['mimo_detector']})")
+    p.add_argument("--mimo-precoding", dest="mimo_precoding", choices=list(PRECODERS),
+                   help=f"MIMO precoding; svd needs --csi perfect (default {MIMO_DEFAULTS['mimo_precoding']})")
+    p.add_argument("--mimo-correlation", dest="mimo_correlation", metavar="RHO",
+                   help="exponential antenna correlation in [0, 1) at both ends (default 0: i.i.d. Rayleigh)")
+    p.add_argument("--impairment", action="append", default=[], metavar="KIND[:PARAM=VALUE,...]",
+                   help=f"a hardware impairment stage ({', '.join(KINDS)}), e.g. adc:bits=3 or "
+                        f"cfo:eps=0.002,modelled=true (repeatable, applied in order; unmodelled unless "
+                        f"modelled=true)")
     p.add_argument("--steps", type=int, help="diffusion steps for diffusion receivers")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="a receiver option, e.g. --option zeta=3 --option sampler=heun (repeatable; see "
@@ -61,17 +89,81 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_snr(text: str) -> float:
+def parse_snr(text: str, flag: str = "--snr") -> float:
     from diffcomm.channels import snr_db_to_n0
 
     try:
         snr = float(text)
     except ValueError:
-        raise DiffcommError(f"--snr must be a number in dB, got {text!r}") from None
+        raise DiffcommError(f"{flag} must be a number in dB, got {text!r}") from None
     if not math.isfinite(snr):
-        raise DiffcommError(f"--snr must be finite, got {text!r}")
-    snr_db_to_n0(snr)  # range check with its own message
+        raise DiffcommError(f"{flag} must be finite, got {text!r}")
+    try:
+        snr_db_to_n0(snr)  # range check with its own message
+    except DiffcommError as exc:
+        raise DiffcommError(f"{flag}: {exc}" if flag != "--snr" else str(exc)) from None
     return snr
+
+
+def parse_mimo_channel(args: argparse.Namespace):
+    """``--channel mimo`` and its ``--mimo*`` options -> a :class:`~diffcomm.channels.mimo.MIMOChannel`, or None for
+    another channel (one-line errors: malformed NTxNR, options without ``--channel mimo``, the channel's own)."""
+    import re
+
+    from diffcomm.channels import make_channel
+
+    given = [f"--{name.replace('_', '-')}" for name in MIMO_DEFAULTS if getattr(args, name, None) is not None]
+    if args.channel != "mimo":
+        if given:
+            raise DiffcommError(f"{', '.join(given)} applies to --channel mimo only (got --channel {args.channel})")
+        return None
+    opts = {name: getattr(args, name, None) or default for name, default in MIMO_DEFAULTS.items()}
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(opts["mimo"]))
+    if m is None:
+        raise DiffcommError(f"--mimo must look like NTxNR (transmit x receive antennas), e.g. 2x2, "
+                            f"got {opts['mimo']!r}")
+    n_t, n_r = int(m.group(1)), int(m.group(2))
+    if not (1 <= n_t <= MAX_ANTENNAS and 1 <= n_r <= MAX_ANTENNAS):
+        raise DiffcommError(f"--mimo needs 1 to {MAX_ANTENNAS} antennas at each end, got {n_t}x{n_r}")
+    try:
+        rho = float(opts["mimo_correlation"])
+    except ValueError:
+        raise DiffcommError(f"--mimo-correlation must be a number in [0, 1), "
+                            f"got {opts['mimo_correlation']!r}") from None
+    return make_channel("mimo", n_t=n_t, n_r=n_r, detector=opts["mimo_detector"], precoding=opts["mimo_precoding"],
+                        correlation=rho)
+
+
+def parse_impairment(text: str):
+    """``"adc:bits=3,modelled=true"`` -> ``impairment("adc", bits=3, modelled=True)`` (TOML literals, else strings).
+
+    The kind and its parameters are those of :func:`diffcomm.channels.impairments.impairment`; ``modelled``
+    (default false) says whether the receiver's operator includes the stage. One-line errors.
+    """
+    import tomllib
+
+    from diffcomm.channels.impairments import impairment
+
+    kind, _, rest = str(text).partition(":")
+    kind = kind.strip().lower()
+    params: dict = {}
+    for item in rest.split(",") if rest.strip() else []:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        if not sep or not name or not value.strip():
+            raise DiffcommError(f"--impairment must look like KIND[:PARAM=VALUE,...], e.g. adc:bits=3,modelled=true, "
+                                f"got {text!r}")
+        try:
+            params[name] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            params[name] = value.strip()
+    if "modeled" in params:                                  # US spelling of impairments.py's ``modelled``
+        params.setdefault("modelled", params.pop("modeled"))
+    modelled = params.pop("modelled", False)
+    try:
+        return impairment(kind, modelled=modelled, **params)
+    except DiffcommError as exc:
+        raise DiffcommError(f"--impairment {text!r}: {exc}") from None
 
 
 def parse_options(items: list[str]) -> dict:
@@ -154,10 +246,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from diffcomm.channels import make_channel, parse_cbr
+    from diffcomm.channels.impairments import with_impairments
     from diffcomm.data import read_image, write_image
+    from diffcomm.link import with_assumed_snr
     from diffcomm.pipeline import build_link, check_receiver, decode, prior_names, score
 
     snr = parse_snr(args.snr)
+    assumed = None if getattr(args, "assumed_snr", None) is None else parse_snr(args.assumed_snr, "--assumed-snr")
     cbr = parse_cbr(args.cbr)
     spec = check_receiver(args.receiver, args.encoder, args.csi)
     if args.steps is not None and not 1 <= args.steps <= 1000:
@@ -178,18 +273,27 @@ def run(args: argparse.Namespace) -> int:
             raise DiffcommError(f"--spread-out must be a lossless image path (.png), got {spread_out.name!r}")
     if not Path(args.input).is_file():
         raise DiffcommError(f"input image {args.input} not found")
+    mimo = parse_mimo_channel(args)
+    stages = [parse_impairment(item) for item in getattr(args, "impairment", [])]
     x = read_image(args.input)
     channel = make_channel(args.channel, k_factor=args.rician_k) if args.channel == "rician" else args.channel
+    channel = mimo if mimo is not None else channel
     tile = tile_shape(args, tuple(x.shape[1:]), cbr)
     if tile is not None:
-        if samples is not None:
-            raise DiffcommError(f"--samples is not available for tiled images ({'x'.join(map(str, x.shape[1:]))} "
-                                f"sent as {'x'.join(map(str, tile))} tiles); use an image of the model's shape or "
-                                f"--tile off")
+        sent = f"{'x'.join(map(str, x.shape[1:]))} sent as {'x'.join(map(str, tile))} tiles"
+        for flag, used in (("--samples", samples is not None), ("--assumed-snr", assumed is not None),
+                           ("--impairment", bool(stages))):
+            if used:
+                raise DiffcommError(f"{flag} is not available for tiled images ({sent}); use --tile off or an image "
+                                    f"of the model's size")
         return run_tiled(args, x, tile, channel, snr, cbr, options, out)
     prior_names(spec, tuple(x.shape[1:]))  # a one-line error when no shipped prior fits the image
     link = build_link(args.encoder, tuple(x.shape[1:]), cbr, channel, snr, csi=args.csi,
                       n_pilots=args.pilots if args.csi == "estimated" else 0, seed=args.seed)
+    if stages:
+        link = with_impairments(link, *stages)
+    if assumed is not None:
+        link = with_assumed_snr(link, assumed)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.perf_counter()
     rx = link.transmit(x, generator=gen)
@@ -205,16 +309,33 @@ def run(args: argparse.Namespace) -> int:
               "nfe": result.nfe, "seconds": round(seconds, 4), "seed": args.seed, "out": str(out),
               "options_used": result.extras.get("options_used", options),
               "calibrated": result.extras.get("calibrated", {}), **unc,
-              **({"spread_out": str(spread_out)} if spread_out is not None else {})}
+              **({"spread_out": str(spread_out)} if spread_out is not None else {}),
+              **link_fields(link, assumed)}
     if args.json:
         print(json.dumps(record))
     else:
         per = " per sample" if unc else ""
-        print(f"{args.receiver} over {args.channel} at {snr:g} dB, CBR {link.cbr:.4g} (k={link.k}): "
+        told = "" if assumed is None else f" (receiver told {assumed:g} dB)"
+        hw = f" with {' + '.join(st.kind for st in stages)}" if stages else ""
+        print(f"{args.receiver} over {args.channel}{hw} at {snr:g} dB{told}, CBR {link.cbr:.4g} (k={link.k}): "
               f"PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.3f}, {result.nfe} NFE{per}"
               f"{uncertainty_note(unc)}, "
               f"{seconds:.2f} s -> {out}{calibrated_note(record['calibrated'])}")
     return 0
+
+
+def link_fields(link, assumed: float | None) -> dict:
+    """The JSON fields of the issue-16 options, each only when used: ``assumed_snr_db``, ``mimo`` (with
+    ``channel_uses``), ``impairments``."""
+    out: dict = {}
+    if assumed is not None:
+        out["assumed_snr_db"] = assumed
+    if getattr(link.channel, "name", None) == "mimo":
+        out["mimo"] = {k: v for k, v in link.channel.config().items() if k != "name"}
+        out["channel_uses"] = link.channel_uses          # n_t symbols share one use (plus pilots)
+    if link.stages:
+        out["impairments"] = [st.config() for st in link.stages]
+    return out
 
 
 def calibrated_note(calibrated: dict) -> str:

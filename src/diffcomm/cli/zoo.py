@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--name", required=True, help="zoo name, e.g. fmnist-prior")
     sp.add_argument("--recipe", required=True, help="the recipe the run was trained with")
     sp.add_argument("--cfg-weight", type=float, default=1.0, help="CFG weight for the prior's conditional samples")
+    sp.add_argument("--ema-step", type=int, default=None,
+                    help="ship the EMA weights the run kept at this step (keep_ema_at) instead of its final ones")
     sp.set_defaults(func=run_ship)
 
 
@@ -96,9 +98,9 @@ def run_list(args: argparse.Namespace) -> int:
 def run_ship(args: argparse.Namespace) -> int:
     from diffcomm.zoo.evaluate import ship
 
-    options = {"guidance": args.cfg_weight} if args.cfg_weight is not None else {}
-    config = ship(args.run, args.name, args.recipe, **options) if _is_prior(args.run) else ship(
-        args.run, args.name, args.recipe)
+    options = {"guidance": args.cfg_weight} if args.cfg_weight not in (None, 1.0) else {}
+    config = ship(args.run, args.name, args.recipe, ema_step=args.ema_step, **options) if _is_prior(args.run) \
+        else ship(args.run, args.name, args.recipe, ema_step=args.ema_step)
     print(json.dumps(config["metrics"], indent=2))
     return 0
 

@@ -444,7 +444,7 @@ def required_models(receiver: str, encoder: str, channel: str, cbr: float,
     models = []
     if encoder.startswith("deepjscc"):
         variant = encoder.split("-", 1)[1] if "-" in encoder else None
-        models.append(jscc_model_name(channel, cbr, variant))
+        models.append(jscc_model_name(channel, cbr, variant, channels=3 if shape[0] == 3 else 1))
     if receiver != DIGITAL:
         models.extend(prior_names(get_spec(receiver), shape))
     return models
@@ -523,7 +523,7 @@ def point_calibration(receiver: str, encoder: str, shape: tuple[int, ...], chann
     spec = get_spec(receiver)
     if not spec.tunable():
         return {}
-    return calibrated_options(spec, encoder_id(encoder, channel, cbr), shape, symbols_for_cbr(cbr, shape),
+    return calibrated_options(spec, encoder_id(encoder, channel, cbr, shape[0]), shape, symbols_for_cbr(cbr, shape),
                               channel, csi, snr_db, options)
 
 

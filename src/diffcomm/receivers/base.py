@@ -300,7 +300,7 @@ def decoder_snr(model, link, rx, h: torch.Tensor | None = None) -> torch.Tensor:
     as clean as the cleanest training case, so the decoder is told the top of its range (and the
     bottom below it), while the fading part, which training covered, is kept.
     """
-    snr = torch.full((rx.batch,), float(link.snr_db))
+    snr = torch.full((rx.batch,), float(getattr(link, "receiver_snr_db", link.snr_db)))
     cfg = getattr(model, "config", None)
     snr = snr.clamp(getattr(cfg, "snr_min_db", -math.inf), getattr(cfg, "snr_max_db", math.inf))
     h = rx.h_hat if h is None else h

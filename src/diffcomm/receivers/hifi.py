@@ -86,7 +86,7 @@ def hifi_receiver(link, rx, prior, *, steps: int = 20, zeta: float = 1.0, kappa:
         with torch.no_grad():
             x_jscc = jscc_reconstruction(link, rx)
         snr = decoder_snr(model, link, rx)
-        sigma_star = start_sigma(float(link.snr_db), start_scale, prior.sigma_max)
+        sigma_star = start_sigma(float(getattr(link, "receiver_snr_db", link.snr_db)), start_scale, prior.sigma_max)
         sigmas = sigma_grid(steps, prior.sigma_min, sigma_star)
         x = prior.to_model(x_jscc) + float(sigmas[0]) * torch.randn(x_jscc.shape, generator=generator)
 

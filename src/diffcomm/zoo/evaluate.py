@@ -5,6 +5,8 @@
   between real test images (two halves, and a same-size real subset) as the reference floor;
   nearest-neighbour L2 distances of samples to the training set, beside those of real test
   images (samples that copy training images would sit far below the test reference).
+  Priors of other datasets (natural-photo patches, photo folders): test-patch denoising PSNR at
+  several σ and nearest-neighbour distances of samples (:func:`evaluate_patch_prior`).
 - **classifier**: test accuracy.
 - **jscc**: PSNR/SSIM on the test set at 0/5/10/20 dB over its training channel.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,59 @@ def evaluate_prior(prior, classifier, n: int = 1000, guidance: float = 1.0, step
     }
 
 
+@torch.no_grad()
+def evaluate_patch_prior(prior, dataset: str, n: int = 64, steps: int = 18, seed: int = 0,
+                         sigmas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5, 1.0),
+                         grid_path: str | Path | None = None) -> dict[str, Any]:
+    """A prior of a dataset without a shipped classifier (natural-photo patches, a photo folder).
+
+    No FD-cls here (no feature network for these images). Measured instead: the denoiser's PSNR on
+    the test split's patches at noise levels ``sigmas`` (EDM σ in the prior's [-1, 1] data space;
+    the same seeded noise for every model), beside the PSNR of the noisy input, so a better prior
+    denoises better; and the nearest-neighbour L2 distance (pixels in [0, 1]) of ``n`` unconditional
+    samples to the training patches, beside that of ``n`` test patches (copying shows as samples far
+    closer than real test patches).
+    """
+    from diffcomm.data import get_dataset, save_grid
+    from diffcomm.data.datasets import parse_dataset_spec
+    from diffcomm.diffusion.sampling import sample_prior
+    from diffcomm.metrics import psnr
+
+    base, options = parse_dataset_spec(dataset)
+    test = get_dataset(base, "test").images
+    train = get_dataset(dataset, "train").images
+    g = torch.Generator().manual_seed(seed)
+    out: dict[str, Any] = {"dataset": base, "test_patches": len(test), "denoise_sigmas": list(sigmas)}
+    x = prior.to_model(test)
+    for sigma in sigmas:
+        noise = torch.randn(x.shape, generator=g)
+        noisy = x + sigma * noise
+        den = torch.cat([prior(noisy[i:i + 256], torch.full((len(noisy[i:i + 256]),), sigma))
+                         for i in range(0, len(x), 256)])
+        out[f"denoise_psnr_sigma{sigma:g}"] = float(psnr(prior.to_pixels(den).clamp(0, 1), test).mean())
+        out[f"noisy_psnr_sigma{sigma:g}"] = float(psnr(prior.to_pixels(noisy).clamp(0, 1), test).mean())
+    t0 = time.time()
+    samples, nfe = sample_prior(prior, n, steps=steps, seed=seed + 1, shape=tuple(test.shape[1:]))
+    out.update({"samples": n, "sampler": "heun", "steps": steps, "nfe_per_image_unconditional": nfe,
+                "sampling_seconds": round(time.time() - t0, 1)})
+    perm = torch.randperm(len(test), generator=g)[:n]
+    out["nn_l2_to_train_samples_median"] = float(nearest_neighbour_distances(samples, train).median())
+    out["nn_l2_to_train_test_patches_median"] = float(nearest_neighbour_distances(test[perm], train).median())
+    if grid_path:
+        save_grid(grid_path, samples[:64], nrow=8)
+    return out
+
+
+def sample_grid(prior, path: str | Path, guidance: float = 1.0, steps: int = 18, seed: int = 0) -> None:
+    """Ten class-conditional samples of each of the ten classes, one row per class (Heun, CFG ``guidance``)."""
+    from diffcomm.data import save_grid
+    from diffcomm.diffusion.sampling import sample_prior
+
+    labels = torch.arange(100) // 10
+    samples, _ = sample_prior(prior, 100, labels=labels, guidance=guidance, steps=steps, seed=seed)
+    save_grid(path, samples, nrow=10)
+
+
 def evaluate_classifier(classifier) -> dict[str, Any]:
     from diffcomm.data import get_dataset
     from diffcomm.metrics.classifier import accuracy
@@ -88,13 +144,21 @@ def evaluate_classifier(classifier) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def evaluate_jscc(model, n: int = 2000, seed: int = 0) -> dict[str, Any]:
+def evaluate_jscc(model, n: int = 2000, seed: int = 0, dataset: str = "fashion-mnist") -> dict[str, Any]:
+    """Test-split PSNR/SSIM at 0, 5, 10 and 20 dB on the first ``n`` test images of ``dataset``.
+
+    Spec options (``natural-patches?per_photo=2048``) are dropped: the test split is the dataset's
+    standard one (natural-patches: 256 patches of each test photo).
+    """
     from diffcomm.data import get_dataset
+    from diffcomm.data.datasets import parse_dataset_spec
     from diffcomm.metrics import psnr, ssim
     from diffcomm.transmit.deepjscc import simulate
 
-    x = get_dataset("fashion-mnist", "test").images[:n]
-    out: dict[str, Any] = {"test_images": n, "channel": model.config.channel}
+    base = parse_dataset_spec(dataset)[0]
+    x = get_dataset(base, "test").images[:n]
+    n = len(x)
+    out: dict[str, Any] = {"test_images": n, "dataset": base, "channel": model.config.channel}
     for snr in (0.0, 5.0, 10.0, 20.0):
         gen = torch.Generator().manual_seed(seed)
         x_hat = torch.cat([simulate(model, x[i:i + 500], torch.full((len(x[i:i + 500]),), snr),
@@ -123,6 +187,20 @@ def training_snapshots(log_path: Path) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def final_quality_snapshot(run: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's logged sample-quality snapshot (1,000 samples) at the step being shipped, or None.
+
+    A prior run with ``[snapshot] quality_samples = 1000`` measures its EMA weights with
+    :func:`evaluate_prior`'s defaults every ``snapshot_every`` steps; when one is at the shipped step
+    (``training.steps``), shipping reuses it instead of sampling the same 2,000 images again.
+    """
+    steps = config.get("training", {}).get("steps")
+    rows = [r for r in training_snapshots(run / "log.jsonl") if r.get("step") == steps]
+    if not rows or "fd_cls_uncond_vs_test" not in rows[0] or "fd_cls_real1000_vs_rest_of_test" not in rows[0]:
+        return None
+    return dict(rows[0])
+
+
 def run_model_config(run: Path) -> dict[str, Any]:
     """The ``model.json`` of a finished training run (one-line error when missing or malformed)."""
     from diffcomm.checks import read_json_file
@@ -140,8 +218,14 @@ def run_model_config(run: Path) -> dict[str, Any]:
 
 
 def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | Path | None = None,
-         docs_dir: str | Path = "docs/images", **options: Any) -> dict[str, Any]:
-    """Evaluate a finished training run and copy it into the zoo with its record."""
+         docs_dir: str | Path = "docs/images", ema_step: int | None = None, **options: Any) -> dict[str, Any]:
+    """Evaluate a finished training run and copy it into the zoo with its record.
+
+    ``ema_step``: ship the EMA weights the run kept at that step (``[snapshot] keep_ema_at``,
+    ``ema_NNNNNNN.safetensors``) instead of its final weights, e.g. the best point of a quality curve
+    that rose again later; the record then says so (``training.steps`` is that step,
+    ``training.kept_ema_of_steps`` the run's length) and the metrics are those logged at that step.
+    """
     from diffcomm import zoo
     from diffcomm.checks import check_output_path
 
@@ -150,6 +234,15 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
     config = run_model_config(run)
     if not weights.is_file():
         raise DiffcommError(f"{weights} not found; finish the training run first (rerun its train command)")
+    if ema_step is not None:
+        weights = run / f"ema_{int(ema_step):07d}.safetensors"
+        if not weights.is_file():
+            raise DiffcommError(f"{weights} not found; the run keeps EMA weights only at its recipe's "
+                                f"[snapshot] keep_ema_at steps")
+        training = dict(config.get("training", {}))
+        config["training"] = {"steps": int(ema_step), "kept_ema_of_steps": training.get("steps"),
+                              "git_revision": training.get("git_revision"),
+                              "at_final_step": {k: v for k, v in training.items() if k != "git_revision"}}
     kind = config["kind"]
     if kind not in (*PRIOR_KINDS, "classifier", "jscc"):
         raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
@@ -160,18 +253,36 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
     if kind in PRIOR_KINDS:
         check_output_path(docs_dir, "dir", what="docs folder")
     model = zoo.load_weights(weights, config)
+    if ema_step is not None:
+        config["snapshots"] = [r for r in training_snapshots(run / "log.jsonl") if r["step"] <= int(ema_step)]
     if kind in PRIOR_KINDS:
         grid = Path(docs_dir) / f"{name}-samples.png"
-        metrics = evaluate_prior(model, zoo.load("fmnist-classifier"), grid_path=grid, **options)
+        dataset = str(config.get("data", {}).get("dataset", "fashion-mnist"))
+        final = final_quality_snapshot(run, config)
+        if dataset == "fashion-mnist" and final is not None and not options:
+            # the run already measured its final weights with evaluate_prior's defaults (same seeds)
+            metrics = {**final, "metrics_source": f"training snapshot at step {final['step']} (evaluate_prior, "
+                                                  f"n=1000, seed 0, CFG 1)"}
+            metrics.pop("step")
+            metrics.pop("loss", None)
+            if (run / f"samples_{final['step']:07d}.png").is_file():
+                shutil.copyfile(run / f"samples_{final['step']:07d}.png", grid)
+            else:  # the snapshot's grid was not kept: ten class-conditional samples of each class
+                metrics["sample_grid_note"] = "grid redrawn at shipping (100 samples, seed 0, CFG 1)"
+                sample_grid(model, grid)
+        elif dataset == "fashion-mnist":
+            metrics = evaluate_prior(model, zoo.load("fmnist-classifier"), grid_path=grid, **options)
+        else:
+            metrics = evaluate_patch_prior(model, dataset, grid_path=grid)
         metrics["sample_grid"] = str(grid)
     elif kind == "classifier":
         metrics = evaluate_classifier(model)
     elif kind == "jscc":
-        metrics = evaluate_jscc(model)
+        metrics = evaluate_jscc(model, dataset=str(config.get("data", {}).get("dataset", "fashion-mnist")))
     else:
         raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
     config["metrics"] = metrics
-    config["snapshots"] = training_snapshots(run / "log.jsonl")
+    config.setdefault("snapshots", training_snapshots(run / "log.jsonl"))
     config["recipe"] = str(recipe)
     config["command"] = f"diffcomm train {kind} --config {shlex.quote(str(recipe))} --out {shlex.quote(str(run))}"
     out.mkdir(parents=True, exist_ok=True)
