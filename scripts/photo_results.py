@@ -17,7 +17,8 @@ patches of the other photos. Each photo is sent whole:
 
 Metrics on the whole photo: PSNR, SSIM and MS-SSIM (pytorch-msssim, photos ≥ 160 px). Records go to
 ``OUT/photos.jsonl``, one per (photo, receiver, CBR, channel, SNR), appended as they finish, so a
-killed run resumes where it stopped. ``--table`` writes ``OUT/table.md`` (means over photos) and
+killed run resumes where it stopped; every reconstruction is kept in ``OUT/images/`` (float16, not committed:
+the grid is). ``--table`` writes ``OUT/table.md`` (means over photos) and
 ``--grid`` an image grid of 160×160 centre crops (``OUT/grid_<channel>_<cbr>_<snr>dB.png``).
 
 Usage:
@@ -220,7 +221,7 @@ def grid(out: Path, channel: str, cbr: str, snr: float, crop: int = 160) -> Path
                 f = out / "images" / f"{_fname(key)}.pt"
                 if key not in recs or not f.exists():
                     continue
-                img = torch.load(f).float()
+                img = torch.load(f).float().reshape(x.shape)
                 title = f"{col} {recs[key]['psnr']:.2f} dB"
             ax.imshow(img[:, top:top + crop, left:left + crop].permute(1, 2, 0).clamp(0, 1).numpy())
             ax.set_title(title, fontsize=8)

@@ -696,7 +696,7 @@ def check_assumed_snr(link: Link, assumed_snr_db: Any) -> float | None:
     if isinstance(assumed_snr_db, bool) or not math.isfinite(value) or not lo <= value <= hi:
         raise DiffcommError(f"Link: assumed_snr_db (the SNR the receiver is told) must be a finite number in "
                             f"[{lo:g}, {hi:g}] dB or None, got {assumed_snr_db!r}")
-    if link.csi == "estimated" and link.pilot_estimator == "lmmse" and \
+    if link.csi == "estimated" and link.pilot_estimator != "ls" and \
             type(link.channel).estimate_csi not in _REWEIGHABLE:
         raise DiffcommError(f"Link: assumed_snr_db with LMMSE pilot estimation is supported on the package's flat, "
                             f"OFDM and MIMO channels, not {type(link.channel).__name__}; use pilot_estimator='ls'")
