@@ -130,3 +130,23 @@ def test_shipping_reuses_a_final_step_quality_snapshot_only(tmp_path):
     config = {"training": {"steps": 400}}
     assert final_quality_snapshot(run, config)["fd_cls_uncond_vs_test"] == 9.0
     assert final_quality_snapshot(run, {"training": {"steps": 600}}) is None  # snapshot is not the final step
+
+
+def test_shipped_priors_record_sample_quality_consistent_with_their_training_log():
+    """Every shipped prior records its sample quality: FD-cls and CFG accuracy for Fashion-MNIST priors (the
+    shipped classifier), test-patch denoising for the others; where the record reuses the training snapshot
+    at the shipped step, the two agree exactly and the step is the recipe's (or one of its kept EMA steps)."""
+    for name, config in zoo.list_models().items():
+        if config["kind"] not in zoo.PRIOR_KINDS:
+            continue
+        m = config["metrics"]
+        if config["data"]["dataset"] == "fashion-mnist":
+            assert 0 < m["fd_cls_uncond_vs_test"] < 100 and 0.5 < m["conditional_accuracy"] <= 1, name
+            assert m["fd_cls_uncond_vs_test"] > m.get("fd_cls_real1000_vs_rest_of_test", 0), name
+        else:
+            assert all(m[f"denoise_psnr_sigma{s:g}"] > m[f"noisy_psnr_sigma{s:g}"] for s in (0.2, 0.5, 1.0)), name
+        if "metrics_source" in m:
+            step = config["training"]["steps"]
+            row = next(r for r in config["snapshots"] if r["step"] == step)
+            assert row["fd_cls_uncond_vs_test"] == m["fd_cls_uncond_vs_test"], name
+            assert row["conditional_accuracy"] == m["conditional_accuracy"], name
