@@ -104,7 +104,7 @@ def digital_point(x: torch.Tensor, cbr: str, channel: str, snr: float, overlap: 
     g_search = torch.Generator().manual_seed(seed)
     sel = best_config(x, eff_cbr, snr, ch, trials=trials, generator=g_search, packing="per-image", table=table)
     info = {"effective_cbr": eff_cbr, "coherence": k_tile if channel != "awgn" else None,
-            "choice": sel.describe() if hasattr(sel, "describe") else None}
+            "choice": sel.describe()}
     if sel.system is None:
         info.update({"sent": False, "seconds": time.perf_counter() - t0})
         return None, info

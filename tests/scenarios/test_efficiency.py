@@ -1,5 +1,8 @@
 """FLOP counting against the formulas, int8 operation counts, peak memory, and int8 models with bounded error."""
 
+import os
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -78,10 +81,14 @@ def test_bad_quantize_mode_is_a_one_line_error():
         quantize(nn.Linear(2, 2), "static", torch.rand(4, 2))
 
 
+# The peak resident set can be reset only through /proc/self/clear_refs (Linux >= 4.0); elsewhere
+# peak_memory reports None by design. Where it can, the test requires a figure (no silent skip).
+CAN_RESET_PEAK = sys.platform.startswith("linux") and os.access("/proc/self/clear_refs", os.W_OK)
+
+
+@pytest.mark.skipif(not CAN_RESET_PEAK, reason="needs a writable /proc/self/clear_refs to reset the peak resident set")
 def test_peak_memory_sees_a_large_temporary_and_probe_reports_everything():
     _, mem, seconds = peak_memory(lambda: torch.ones(10_000_000).sum())   # 40 MB
-    if mem is None:
-        pytest.skip("the peak resident set cannot be reset on this system")
-    assert 30e6 < mem < 80e6 and seconds >= 0
+    assert mem is not None and 30e6 < mem < 80e6 and seconds >= 0
     out = probe(lambda: nn.Linear(4, 2)(torch.rand(3, 4)))
     assert out["flops"] == 2 * 3 * 4 * 2 and out["int8_ops"] == 0 and out["peak_mem_bytes"] is not None

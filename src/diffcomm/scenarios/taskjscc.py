@@ -47,6 +47,7 @@ from torch import nn
 
 from diffcomm.checks import bounds, dataclass_from_dict
 from diffcomm.errors import DiffcommError
+from diffcomm.transmit.deepjscc import DeepJSCCEncoder
 
 TASK_CHANNELS = ("awgn", "rayleigh")
 EVAL_SNRS = (-5.0, 0.0, 5.0, 10.0, 20.0)  # SNRs of the shipped models' recorded test accuracy
@@ -149,24 +150,13 @@ def simulate(model: TaskJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: st
     return model.classify(s_hat, post_equalisation_snr(snr_db, h, channel))
 
 
-class TaskJSCCEncoder(nn.Module):
+class TaskJSCCEncoder(DeepJSCCEncoder):
     """The transmitter half as a diffcomm encoder at a fixed SNR (``x -> complex (B, k)``), for a
-    :class:`diffcomm.link.Link` (which normalises the power, applies the channel and the CSI mode)."""
-
-    is_linear = False
+    :class:`diffcomm.link.Link` (which normalises the power, applies the channel and the CSI mode); the SNR
+    is held inside the training range like :class:`~diffcomm.transmit.deepjscc.DeepJSCCEncoder`'s."""
 
     def __init__(self, model: TaskJSCC, snr_db: float, name: str = "taskjscc"):
-        super().__init__()
-        self.model = model
-        cfg = model.config
-        # the SNR modulation was trained on [snr_min_db, snr_max_db]: hold it at the nearest end outside
-        self.snr_db = float(min(max(float(snr_db), cfg.snr_min_db), cfg.snr_max_db))
-        self.name = name
-        self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
-        self.k = model.k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(x, torch.full((x.shape[0],), self.snr_db, device=x.device))
+        super().__init__(model, snr_db, name)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "k": self.k, "design_snr_db": self.snr_db}

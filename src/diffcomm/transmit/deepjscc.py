@@ -129,7 +129,11 @@ class DeepJSCC(nn.Module):
 
 
 class DeepJSCCEncoder(nn.Module):
-    """The transmitter half as a diffcomm encoder (fixed design SNR): ``x -> complex (B, k)``."""
+    """The transmitter half as a diffcomm encoder (fixed design SNR): ``x -> complex (B, k)``.
+
+    Any SNR-conditioned JSCC model with ``.config`` (``snr_min_db``, ``snr_max_db``, ``in_channels``,
+    ``image_size``), ``.k`` and ``.encode(x, snr)`` fits (the task JSCC of the machine scenario too).
+    """
 
     is_linear = False
 
@@ -141,7 +145,6 @@ class DeepJSCCEncoder(nn.Module):
         cfg = model.config
         self.snr_db = float(min(max(float(snr_db), cfg.snr_min_db), cfg.snr_max_db))
         self.name = name
-        cfg = model.config
         self.shape = (cfg.in_channels, cfg.image_size, cfg.image_size)
         self.k = model.k
 
