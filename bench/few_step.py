@@ -69,6 +69,8 @@ TUNE_GRIDS = {
     "pnp_flow": {"steps": [4], "gamma": [0.5, 1.0, 1.5], "alpha": [0.0, 0.5, 1.0],
                  "t_start": [0.3, 0.45, 0.6, 0.9, 1.0]},
     "daps": {"steps": [4], "start_scale": [1.0, 1.5, 2.0, 3.0, 4.0], "lr": [0.5, 1.0], "langevin_steps": [10, 20]},
+    "pnp_cm": {"steps": [2], "start_scale": [0.5, 1.0, 1.5, 2.0, 3.0], "renoise": [0.0, 0.5, 1.0],
+               "dc": [0.3, 1.0, 3.0]},
 }
 
 
@@ -144,8 +146,12 @@ def measure(n_images: int, out: Path, with_flow: bool) -> None:
 
 
 def tune(name: str) -> None:
-    """The training-split search of one receiver's defaults (last 64 train images, AWGN 0/10 dB, both links)."""
-    prior = zoo.load("fmnist-prior")
+    """The training-split search of one receiver's defaults (last 64 train images, AWGN 0/10 dB, both links),
+    on the prior the receiver gets by default (the consistency model for pnp_cm, else fmnist-prior)."""
+    from diffcomm.pipeline import default_prior
+    from diffcomm.receivers import get_spec
+
+    prior = default_prior(get_spec(name), SHAPE)
     x = get_dataset("fashion-mnist", "train").images[-64:]
     grid = TUNE_GRIDS[name]
     cells = []

@@ -111,6 +111,8 @@ def build_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chan
 ENCODER_KINDS = {"gaussian": "linear", "downsample": "linear"}
 DEFAULT_PRIORS = {(1, 28, 28): ("fmnist-prior", "fashion-mnist"), (3, 32, 32): ("natural-prior", "natural-patches")}
 GAUSSIAN_FIT_IMAGES = 10_000  # training images the Gaussian prior of "gaussian"-prior receivers is fitted to
+# The shipped latent diffusion prior (autoencoder + latent EDM denoiser) per image shape, for "latent"-prior receivers.
+DEFAULT_LATENT_PRIORS = {(1, 28, 28): "fmnist-latent-prior"}
 
 
 def encoder_kind(encoder: str) -> str:
@@ -130,6 +132,8 @@ def check_receiver(receiver: str, encoder: str, csi: str = "perfect") -> Receive
 def prior_names(spec: ReceiverSpec, shape: tuple[int, ...]) -> list[str]:
     """Shipped models the receiver's default prior needs for images of ``shape`` (for pre-flight checks)."""
     if spec.prior == "denoiser":
+        if tuple(shape) in spec.default_priors:  # the prior the receiver is built for (its registration)
+            return [spec.default_priors[tuple(shape)]]
         name = DEFAULT_PRIORS.get(tuple(shape))
         if name is None:
             shipped = ", ".join("x".join(map(str, k)) for k in DEFAULT_PRIORS)
@@ -137,6 +141,13 @@ def prior_names(spec: ReceiverSpec, shape: tuple[int, ...]) -> list[str]:
                                 f"and none is shipped (shipped: {shipped}); pass prior=... or use a receiver "
                                 f"without a prior")
         return [name[0]]
+    if spec.prior == "latent":
+        latent = DEFAULT_LATENT_PRIORS.get(tuple(shape))
+        if latent is None:
+            shipped = ", ".join("x".join(map(str, k)) for k in DEFAULT_LATENT_PRIORS)
+            raise DiffcommError(f"receiver {spec.name} needs a latent diffusion prior for {'x'.join(map(str, shape))} "
+                                f"images and none is shipped (shipped: {shipped}); pass prior=a LatentPrior")
+        return [latent]
     return []
 
 
@@ -154,6 +165,10 @@ def default_prior(spec: ReceiverSpec, shape: tuple[int, ...], dataset: str | Non
         return None
     known = DEFAULT_PRIORS.get(tuple(shape))
     if spec.prior == "denoiser":
+        from diffcomm import zoo
+
+        return zoo.load(prior_names(spec, shape)[0])
+    if spec.prior == "latent":
         from diffcomm import zoo
 
         return zoo.load(prior_names(spec, shape)[0])
@@ -185,11 +200,11 @@ def uses_default_prior(spec: ReceiverSpec, shape: tuple[int, ...], prior) -> boo
     """True when ``prior`` is None or the very shipped model :func:`default_prior` gives for ``shape``."""
     if prior is None:
         return True
-    if spec.prior != "denoiser" or tuple(shape) not in DEFAULT_PRIORS:
+    if spec.prior != "denoiser" or (tuple(shape) not in DEFAULT_PRIORS and tuple(shape) not in spec.default_priors):
         return False
     from diffcomm import zoo
 
-    return prior is zoo._CACHE.get(DEFAULT_PRIORS[tuple(shape)][0])  # zoo.load caches; never loads here
+    return prior is zoo._CACHE.get(prior_names(spec, shape)[0])  # zoo.load caches; never loads here
 
 
 MAX_POSTERIOR_SAMPLES = 1024

@@ -38,6 +38,17 @@ def images():
     return get_dataset("fashion-mnist", "test").images[:8]
 
 
+# prior kinds whose receivers call a network (the NFE they report must equal the calls they made)
+NETWORK_PRIORS = ("denoiser", "latent")
+
+
+def prior_of(spec, prior):
+    """The prior a receiver of ``spec``'s kind takes: the pixel prior, the shipped latent prior, or None."""
+    if spec.prior == "latent":
+        return zoo.load("fmnist-latent-prior")
+    return prior if spec.prior == "denoiser" else None
+
+
 def encoder_for(spec) -> str:
     return "downsample" if spec.link == "linear" else "deepjscc"
 
@@ -74,12 +85,12 @@ def setup(name: str, x: torch.Tensor, snr: float = 10.0, channel: str = "rayleig
 @pytest.mark.parametrize("name", NAMES)
 def test_output_shape_range_nfe_and_determinism(name, prior, images):
     spec, link, rx = setup(name, images[:2])
-    counted = CallCounter(prior) if spec.prior == "denoiser" else None
+    counted = CallCounter(prior_of(spec, prior)) if spec.prior in NETWORK_PRIORS else None
     res = decode(name, link, rx, prior=counted, generator=torch.Generator().manual_seed(1), **fast_options(spec))
     assert res.x_hat.shape == (2, 1, 28, 28) and res.x_hat.dtype == torch.float32
     assert torch.isfinite(res.x_hat).all() and res.x_hat.min() >= 0 and res.x_hat.max() <= 1
     assert isinstance(res.nfe, int) and res.seconds >= 0
-    if spec.prior == "denoiser":
+    if spec.prior in NETWORK_PRIORS:
         assert res.nfe == counted.calls > 0
     else:
         assert res.nfe == 0
@@ -147,8 +158,8 @@ def test_every_declared_option_is_validated_with_a_default_that_passes(name):
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_every_sampler_runs_every_posterior_method(name, sampler, prior, images):
     spec, link, rx = setup(name, images[:2], channel="awgn")
-    res = decode(name, link, rx, prior=prior, generator=torch.Generator().manual_seed(0), sampler=sampler,
-                 **fast_options(spec))
+    res = decode(name, link, rx, prior=prior_of(spec, prior), generator=torch.Generator().manual_seed(0),
+                 sampler=sampler, **fast_options(spec))
     assert torch.isfinite(res.x_hat).all() and res.x_hat.shape == (2, 1, 28, 28) and res.nfe > 0
 
 

@@ -1,4 +1,4 @@
-"""``diffcomm train {prior,flow,classifier,jscc,taskjscc} --config FILE [--out DIR]``: resumable training."""
+"""``diffcomm train KIND --config FILE [--out DIR]``: resumable training of every model kind (see KINDS)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,18 @@ from diffcomm.errors import DiffcommError
 KINDS = {
     "prior": ("diffcomm.diffusion.train_prior", "run_prior_training"),
     "flow": ("diffcomm.diffusion.train_prior", "run_flow_training"),
+    "consistency": ("diffcomm.diffusion.train_consistency", "run_consistency_training"),
     "classifier": ("diffcomm.metrics.classifier", "run_classifier_training"),
     "jscc": ("diffcomm.transmit.deepjscc", "run_jscc_training"),
     "taskjscc": ("diffcomm.scenarios.taskjscc", "run_taskjscc_training"),
+    "autoencoder": ("diffcomm.diffusion.autoencoder", "run_autoencoder_training"),
+    "latent-prior": ("diffcomm.diffusion.autoencoder", "run_latent_prior_training"),
 }
 # Kinds whose recipe schema lives beside their code (the rest: diffcomm.training.validate_training_config).
-VALIDATORS = {"taskjscc": ("diffcomm.scenarios.taskjscc", "validate_taskjscc_config")}
+VALIDATORS = {"taskjscc": ("diffcomm.scenarios.taskjscc", "validate_taskjscc_config"),
+              "consistency": ("diffcomm.diffusion.train_consistency", "validate_consistency_config")}
+VALIDATORS.update({"autoencoder": ("diffcomm.diffusion.autoencoder", "validate_autoencoder_config"),
+                   "latent-prior": ("diffcomm.diffusion.autoencoder", "validate_latent_prior_config")})
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -277,6 +277,26 @@ def sample_renoise(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, ge
 
 
 @torch.no_grad()
+def sample_consistency(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
+                       generator: torch.Generator | None = None, callback: Callback = None,
+                       extra_args: dict | None = None) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al., "Consistency Models", ICML 2023, Alg. 1).
+
+    x0 = f(x, σ_0); then for each further level σ_i > 0: x0 = f(x0 + σ_i z, σ_i) (the paper adds
+    sqrt(σ_i² − σ_min²) z; σ_min = 0.002 changes it by < 10⁻⁶ σ_i at the levels used). It is
+    :func:`sample_renoise` with ζ = 1; NFE = the number of nonzero levels. For a consistency model use
+    :func:`diffcomm.diffusion.consistency.consistency_sigmas` (which :func:`~diffcomm.diffusion.sampling.sample_prior`
+    picks for ``sampler="consistency"``).
+
+    Example:
+        >>> sample_consistency(lambda x, s: torch.zeros_like(x), torch.ones(1, 1), torch.tensor([80.0, 2.0, 0.0]))
+        tensor([[0.]])
+    """
+    return sample_renoise(denoiser, x, sigmas, generator=generator, callback=callback, extra_args=extra_args,
+                          zeta=1.0)
+
+
+@torch.no_grad()
 def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor,
                     generator: torch.Generator | None = None, callback: Callback = None,
                     extra_args: dict | None = None) -> torch.Tensor:

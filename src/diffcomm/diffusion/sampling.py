@@ -46,7 +46,12 @@ def sample_prior(prior, n: int, sampler: str = "heun", steps: int = 18, labels: 
     use_cfg = labels is not None and guidance > 0
     denoiser = cfg_denoiser(counter, guidance, null_label=prior.num_classes) if use_cfg else counter
     fn = get_sampler(sampler)
-    sigmas = karras_sigmas(steps, prior.sigma_min, prior.sigma_max)
+    if sampler == "consistency":  # no wasted evaluation at σ_min, where a consistency model is the identity
+        from diffcomm.diffusion.consistency import consistency_sigmas
+
+        sigmas = consistency_sigmas(steps, prior.sigma_min, prior.sigma_max)
+    else:
+        sigmas = karras_sigmas(steps, prior.sigma_min, prior.sigma_max)
     out, nfe = [], 0
     for i in range(0, n, batch_size):
         b = min(batch_size, n - i)

@@ -176,22 +176,37 @@ class UNet(nn.Module):
                 class_labels = torch.full((x.shape[0],), self.config.num_classes, dtype=torch.long,
                                           device=x.device)
             emb = emb + self.class_emb(class_labels.long())
+        cache = getattr(self, "deep_cache", None)  # set only inside diffcomm.diffusion.deepcache.DeepCachePrior calls
+        shallow = self.config.num_res_blocks  # the level-0 down blocks (after conv_in)
+        top = self.config.num_res_blocks + 1  # the level-0 up blocks, at the end of self.up
         h = self.conv_in(x)
         skips = [h]
-        for blocks in self.down:
-            if isinstance(blocks[0], ResBlock):
-                h = blocks[0](h, emb)
-                for extra in blocks[1:]:
-                    h = extra(h)
-            else:
-                h = blocks[0](h)
+        for i, blocks in enumerate(self.down):
+            if cache is not None and cache.reuse and i >= shallow:
+                break  # DeepCache: the deeper path is replaced by the cached feature below
+            h = self._block(blocks, h, emb)
             skips.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for blocks in self.up:
+        if cache is not None and cache.reuse:
+            h = cache.feature
+            up = self.up[len(self.up) - top:]
+        else:
+            h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+            up = self.up
+        for j, blocks in enumerate(up):
+            if cache is not None and not cache.reuse and j == len(up) - top:
+                cache.feature = h.detach()  # the deep feature entering the level-0 up blocks
             if isinstance(blocks[0], ResBlock):
-                h = blocks[0](torch.cat([h, skips.pop()], dim=1), emb)
-                for extra in blocks[1:]:
-                    h = extra(h)
+                h = self._block(blocks, torch.cat([h, skips.pop()], dim=1), emb)
             else:
                 h = blocks[1](blocks[0](h))
         return self.conv_out(F.silu(self.norm_out(h)))
+
+    @staticmethod
+    def _block(blocks: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """A down/up entry: a ResBlock (+ attention) or a resampling layer."""
+        if isinstance(blocks[0], ResBlock):
+            h = blocks[0](h, emb)
+            for extra in blocks[1:]:
+                h = extra(h)
+            return h
+        return blocks[0](h)

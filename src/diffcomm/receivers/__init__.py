@@ -23,8 +23,10 @@ from diffcomm.receivers import (  # noqa: F401
     flow_lt,
     hifi,
     jscc_decoder,
+    latent_dps,
     linear,
     pigdm,
+    pnp_cm,
     pnp_flow,
 )
 from diffcomm.receivers.base import RECEIVERS, ReceiverResult, ReceiverSpec, get_spec, receiver_names

@@ -13,8 +13,10 @@ offers (:class:`ReceiverSpec`): the link it decodes (``"linear"``, ``"jscc"`` or
 it uses (``"required"``, or ``"none"`` for blind receivers), the prior kind it takes (``None``,
 ``"denoiser"`` — a diffusion prior in the EDM denoiser convention — or ``"gaussian"`` — a Gaussian
 fitted to training images) and its options with types and ranges (defaults are read from the
-function's signature, so they are written once). The pipeline, the evaluation grid and runner,
-the CLI and the report read these capabilities; no receiver is special-cased by name anywhere.
+function's signature, so they are written once). A receiver built for another prior than the
+package's default for an image shape names it in ``default_priors`` (shape -> shipped model name).
+The pipeline, the evaluation grid and runner, the CLI and the report read these capabilities; no
+receiver is special-cased by name anywhere.
 
 Example:
     >>> @register_receiver("identity-demo", description="returns mid-grey", link="any", csi="required")
@@ -42,6 +44,9 @@ from diffcomm.errors import DiffcommError
 LINK_KINDS = ("any", "linear", "jscc")
 CSI_NEEDS = ("required", "none")
 PRIOR_KINDS = (None, "denoiser", "gaussian")
+# "latent": a latent diffusion prior (diffcomm.diffusion.autoencoder.LatentPrior: a denoiser on its
+# latent_shape with decode/encode); the pipeline gives the shipped one for the image shape.
+PRIOR_KINDS = (*PRIOR_KINDS, "latent")
 
 
 @dataclass
@@ -128,6 +133,9 @@ class ReceiverSpec:
     prior: str | None = None
     options: dict[str, Option] = field(default_factory=dict)
     paper: str = ""
+    # image shape -> shipped model name: the prior this receiver is built for, where it is not the
+    # package's default prior for the shape (e.g. a consistency model for a consistency receiver)
+    default_priors: dict[tuple[int, ...], str] = field(default_factory=dict)
 
     def defaults(self) -> dict[str, Any]:
         """Default value of every option, from the function's signature."""
@@ -172,7 +180,8 @@ RECEIVERS: dict[str, ReceiverSpec] = {}
 
 def register_receiver(name: str, *, description: str, link: str = "any", csi: str = "required",
                       prior: str | None = None, options: dict[str, Option] | None = None,
-                      paper: str = "") -> Callable[[Callable[..., ReceiverResult]], Callable[..., ReceiverResult]]:
+                      paper: str = "", default_priors: dict[tuple[int, ...], str] | None = None,
+                      ) -> Callable[[Callable[..., ReceiverResult]], Callable[..., ReceiverResult]]:
     """Decorator: register ``fn`` as receiver ``name`` with its capabilities (see the module docstring)."""
     if link not in LINK_KINDS or csi not in CSI_NEEDS or prior not in PRIOR_KINDS:
         raise ValueError(f"register_receiver({name!r}): link in {LINK_KINDS}, csi in {CSI_NEEDS}, "
@@ -200,7 +209,8 @@ def register_receiver(name: str, *, description: str, link: str = "any", csi: st
                 kwargs[key] = declared[key].check(name, key, kwargs[key])
             return fn(link, rx, prior, **kwargs)
 
-        spec = ReceiverSpec(name, checked, description, link, csi, prior, declared, paper)
+        spec = ReceiverSpec(name, checked, description, link, csi, prior, declared, paper,
+                            {tuple(k): v for k, v in (default_priors or {}).items()})
         RECEIVERS[name] = spec
         return checked
     return wrap

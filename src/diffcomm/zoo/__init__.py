@@ -44,6 +44,15 @@ def _build_flow(config: dict[str, Any]) -> nn.Module:
                         sigma_max=pre.get("sigma_max", 80.0))
 
 
+def _build_consistency(config: dict[str, Any]) -> nn.Module:
+    from diffcomm.diffusion.consistency import ConsistencyDenoiser
+    from diffcomm.diffusion.unet import UNet, UNetConfig
+
+    pre = config.get("preconditioning", {})
+    return ConsistencyDenoiser(UNet(UNetConfig.from_dict(config["model"])), sigma_data=pre.get("sigma_data", 0.5),
+                               sigma_min=pre.get("sigma_min", 0.002), sigma_max=pre.get("sigma_max", 80.0))
+
+
 def _build_classifier(config: dict[str, Any]) -> nn.Module:
     from diffcomm.metrics.classifier import Classifier, ClassifierConfig
 
@@ -62,17 +71,33 @@ def _build_taskjscc(config: dict[str, Any]) -> nn.Module:
     return build_taskjscc(config)
 
 
+def _build_autoencoder(config: dict[str, Any]) -> nn.Module:
+    from diffcomm.diffusion.autoencoder import build_autoencoder
+
+    return build_autoencoder(config)
+
+
+def _build_latent_prior(config: dict[str, Any]) -> nn.Module:
+    from diffcomm.diffusion.autoencoder import build_latent_prior
+
+    return build_latent_prior(config)
+
+
 # kind -> builder(config) -> module with matching state_dict. Extend by adding an entry.
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "prior": _build_prior,
     "flow": _build_flow,
+    "consistency": _build_consistency,
     "classifier": _build_classifier,
     "jscc": _build_jscc,
     "taskjscc": _build_taskjscc,
+    "autoencoder": _build_autoencoder,  # latent diffusion's first stage (not a prior)
+    "latent-prior": _build_latent_prior,  # a LatentPrior: a prior on a latent, not in PRIOR_KINDS (pixel priors)
 }
 
 
-PRIOR_KINDS = ("prior", "flow")  # model kinds that are priors in the denoiser interface (diffusion, flow matching)
+# model kinds that are priors in the denoiser interface (diffusion, flow matching, consistency models)
+PRIOR_KINDS = ("prior", "flow", "consistency")
 
 
 def list_models(weights_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
