@@ -68,6 +68,7 @@ FAMILIES: dict[str, tuple[str | None, tuple[int, ...], tuple[str, ...], object]]
     "diffpir": ("fmnist-prior", (4, 10, 20, 50, 100), ("downsample",), lambda n: {"steps": n}),
     "ddnm": ("fmnist-prior", (4, 10, 20, 50, 100), ("downsample",), lambda n: {"steps": n}),
     "pigdm": ("fmnist-prior", (10, 20, 50), ("downsample",), lambda n: {"steps": n}),
+    "cddm": ("fmnist-prior", (10, 20, 50), ("downsample",), lambda n: {"steps": n}),
     "daps": ("fmnist-prior", (1, 2, 4, 10), ("deepjscc", "downsample"), lambda n: {"steps": n, "ode_steps": 1}),
     "flow_lt": ("fmnist-flow", (1, 2, 4, 10), ("deepjscc", "downsample"), lambda n: {"steps": n}),
     "pnp_flow": ("fmnist-flow", (1, 2, 4, 10), ("deepjscc", "downsample"), lambda n: {"steps": n}),
@@ -84,7 +85,8 @@ FULL = {"deepjscc": (0,), "hifi": (1, 2, 4, 10, 20, 50, 100), "dps": (10, 20, 50
         "flow_lt": (1, 2, 4, 10), "pnp_flow": (1, 4), "pnp_cm": (1, 2, 4), "latent_dps": (10, 20)}
 JSCC_OTHER = {"deepjscc": (0,), "hifi": (1, 4, 10), "daps": (4,), "flow_lt": (1, 2, 4), "pnp_flow": (4,),
               "pnp_cm": (1, 2, 4), "latent_dps": (20,)}
-LINEAR_MAIN = {"pinv": (0,), "diffpir": (4, 10, 20), "ddnm": (4, 10), "dps": (20,), "daps": (4,),
+LINEAR_MAIN = {"pinv": (0,), "diffpir": (4, 10, 20), "ddnm": (4, 10), "dps": (20,), "pigdm": (20,), "cddm": (10, 20),
+               "daps": (4,),
                "flow_lt": (1, 2, 4), "pnp_flow": (4,), "pnp_cm": (1, 2, 4), "latent_dps": (20,)}
 LINEAR_OTHER = {"pinv": (0,), "diffpir": (4, 10), "flow_lt": (1, 2, 4), "pnp_cm": (1, 2, 4)}
 PLAN = {("deepjscc", "awgn", 10.0): FULL, ("deepjscc", "awgn", 0.0): JSCC_OTHER,
