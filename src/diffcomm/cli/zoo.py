@@ -33,28 +33,25 @@ def quality_summary(cfg: dict) -> str:
         return format(v, fmt) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
     parts: list[str] = []
-    if kind in PRIOR_KINDS:
+    if kind in PRIOR_KINDS or kind == "latent-prior":
+        latent = kind == "latent-prior"  # decoded samples; the floor is the autoencoder's reconstructions
         if num("fd_cls_uncond_vs_test", ".2f"):
-            parts.append(f"FD-cls {num('fd_cls_uncond_vs_test', '.2f')} ({m.get('samples', '?')} samples vs test)")
+            parts.append(f"FD-cls {num('fd_cls_uncond_vs_test', '.2f')} ({m.get('samples', '?')} "
+                         f"{'decoded ' if latent else ''}samples vs test)")
         if num("conditional_accuracy", ".1%"):
             parts.append(f"cond. accuracy {num('conditional_accuracy', '.1%')} at CFG w={m.get('cfg_weight', '?')}")
-        if num("kid_cls_uncond_vs_test", ".3f"):
+        if num("kid_cls_uncond_vs_test", ".3f") and not latent:
             parts.append(f"KID-cls {num('kid_cls_uncond_vs_test', '.3f')}")
-        floor = next((k for k in m if k.startswith("fd_cls_real") and k.endswith("_vs_rest_of_test")), None)
+        prefix = "fd_cls_reconstructed" if latent else "fd_cls_real"
+        floor = next((k for k in m if k.startswith(prefix) and k.endswith("_vs_rest_of_test")), None)
         if floor and num(floor, ".2f"):
-            parts.append(f"reference: real-data FD-cls floor {num(floor, '.2f')}")
+            parts.append(f"reference: {'FD-cls of autoencoder reconstructions' if latent else 'real-data FD-cls floor'}"
+                         f" {num(floor, '.2f')}")
     elif kind == "classifier" and num("test_accuracy", ".1%"):
         parts.append(f"test accuracy {num('test_accuracy', '.1%')}")
     elif kind == "autoencoder" and num("test_reconstruction_psnr", ".2f"):
         parts.append(f"test reconstruction PSNR {num('test_reconstruction_psnr', '.2f')} dB, latent "
                      f"{'x'.join(map(str, m.get('latent_shape', [])))}")
-    elif kind == "latent-prior" and num("fd_cls_uncond_vs_test", ".2f"):
-        parts.append(f"FD-cls {num('fd_cls_uncond_vs_test', '.2f')} ({m.get('samples', '?')} decoded samples vs test)")
-        if num("conditional_accuracy", ".1%"):
-            parts.append(f"cond. accuracy {num('conditional_accuracy', '.1%')} at CFG w={m.get('cfg_weight', '?')}")
-        floor = next((k for k in m if k.startswith("fd_cls_reconstructed") and k.endswith("_vs_rest_of_test")), None)
-        if floor and num(floor, ".2f"):
-            parts.append(f"reference: FD-cls of autoencoder reconstructions {num(floor, '.2f')}")
     elif kind == "jscc":
         snrs = sorted({int(k[5:-2]) for k in m if k.startswith("psnr_") and k.endswith("dB")
                        and k[5:-2].lstrip("-").isdigit()})

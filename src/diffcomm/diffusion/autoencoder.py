@@ -48,7 +48,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -657,59 +656,30 @@ def run_latent_prior_training(config: dict[str, Any], out_dir: str | Path, progr
 # shipping: diffcomm zoo ship RUN --name N --recipe R
 
 
-def ship_latent(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | Path | None = None,
-                docs_dir: str | Path = "docs/images", ema_step: int | None = None) -> dict[str, Any]:
-    """Evaluate a finished autoencoder or latent-prior run and copy it into the zoo with its record.
+def latent_metrics(model: nn.Module, config: dict[str, Any], name: str, docs_dir: str | Path) -> dict[str, Any]:
+    """What ``diffcomm zoo ship`` measures for an autoencoder or latent-prior run (it does the rest).
 
     autoencoder: test-split reconstruction PSNR/SSIM (all 10,000 images). latent-prior: FD-cls,
     KID-cls and conditional accuracy (CFG 1) of 1,000 decoded samples each (Heun, 18 steps;
-    :func:`evaluate_latent_prior`) and a sample grid in ``docs_dir``.
+    :func:`evaluate_latent_prior`) and a sample grid ``docs_dir/NAME-samples.png``.
     """
     from diffcomm import zoo
-    from diffcomm.checks import check_output_path
-    from diffcomm.training import save_model
-    from diffcomm.zoo.evaluate import run_model_config, training_snapshots
 
-    if ema_step is not None:
-        raise DiffcommError("--ema-step is not supported for autoencoder / latent-prior runs")
-    run = Path(run_dir)
-    config = run_model_config(run)
-    kind = config["kind"]
-    if kind not in ("autoencoder", "latent-prior"):
-        raise DiffcommError(f"{run} is a {kind!r} run, not an autoencoder or latent-prior run")
-    if not name or "/" in name or name.startswith("."):
-        raise DiffcommError(f"--name must be a plain model name like fmnist-autoencoder, got {name!r}")
-    weights = run / "model.safetensors"
-    if not weights.is_file():
-        raise DiffcommError(f"{weights} not found; finish the training run first (rerun its train command)")
-    out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
-    check_output_path(out, "dir", what="zoo folder")
-    model = zoo.load_weights(weights, config)
     dataset = str(config.get("data", {}).get("dataset", "fashion-mnist"))
-    if kind == "autoencoder":
-        metrics = evaluate_autoencoder(model, dataset=dataset)
-    else:
-        if dataset != "fashion-mnist":
-            raise DiffcommError("shipping a latent prior measures it with the Fashion-MNIST classifier; "
-                                f"this run was trained on {dataset}")
-        check_output_path(docs_dir, "dir", what="docs folder")
-        Path(docs_dir).mkdir(parents=True, exist_ok=True)
-        grid = Path(docs_dir) / f"{name}-samples.png"
-        metrics = {**evaluate_latent_prior(model, zoo.load("fmnist-classifier"), grid_path=grid),
-                   "sample_grid": str(grid),
-                   "autoencoder_test_reconstruction_psnr":
-                       config.get("autoencoder", {}).get("metrics", {}).get("test_reconstruction_psnr")}
-    config["metrics"] = metrics
-    config["snapshots"] = training_snapshots(run / "log.jsonl")
-    config["recipe"] = str(recipe)
-    config["command"] = f"diffcomm train {kind} --config {shlex.quote(str(recipe))} --out {shlex.quote(str(run))}"
-    out.mkdir(parents=True, exist_ok=True)
-    save_model(out / f"{name}.safetensors", model, config)
-    zoo._CACHE.pop(name, None)
-    return config
+    if config["kind"] == "autoencoder":
+        return evaluate_autoencoder(model, dataset=dataset)
+    if dataset != "fashion-mnist":
+        raise DiffcommError("shipping a latent prior measures it with the Fashion-MNIST classifier; "
+                            f"this run was trained on {dataset}")
+    Path(docs_dir).mkdir(parents=True, exist_ok=True)
+    grid = Path(docs_dir) / f"{name}-samples.png"
+    return {**evaluate_latent_prior(model, zoo.load("fmnist-classifier"), grid_path=grid),
+            "sample_grid": str(grid),
+            "autoencoder_test_reconstruction_psnr":
+                config.get("autoencoder", {}).get("metrics", {}).get("test_reconstruction_psnr")}
 
 
 __all__ = ["AutoEncoder", "AutoEncoderConfig", "LatentPrior", "build_autoencoder", "build_latent_prior",
            "encode_all", "evaluate_autoencoder", "evaluate_latent_prior", "latent_denoiser", "latent_scale_factor",
            "resolve_autoencoder", "run_autoencoder_training", "run_latent_prior_training", "sample_latent_prior",
-           "ship_latent", "validate_autoencoder_config", "validate_latent_prior_config"]
+           "latent_metrics", "validate_autoencoder_config", "validate_latent_prior_config"]

@@ -25,6 +25,8 @@ import torch
 from diffcomm.errors import DiffcommError
 from diffcomm.zoo import PRIOR_KINDS
 
+LATENT_KINDS = ("autoencoder", "latent-prior")  # latent diffusion kinds (diffcomm.diffusion.autoencoder)
+
 
 def nearest_neighbour_distances(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 500) -> torch.Tensor:
     """L2 distance (pixels in [0, 1]) from each query image to its nearest reference image."""
@@ -242,10 +244,6 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
     run = Path(run_dir)
     weights = run / "model.safetensors"
     config = run_model_config(run)
-    if config["kind"] in ("autoencoder", "latent-prior"):  # latent diffusion: measured beside its code
-        from diffcomm.diffusion.autoencoder import ship_latent
-
-        return ship_latent(run, name, recipe, weights_dir=weights_dir, docs_dir=docs_dir, ema_step=ema_step)
     if not weights.is_file():
         raise DiffcommError(f"{weights} not found; finish the training run first (rerun its train command)")
     if ema_step is not None:
@@ -258,13 +256,13 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
                               "git_revision": training.get("git_revision"),
                               "at_final_step": {k: v for k, v in training.items() if k != "git_revision"}}
     kind = config["kind"]
-    if kind not in (*PRIOR_KINDS, "classifier", "jscc"):
+    if kind not in (*PRIOR_KINDS, *LATENT_KINDS, "classifier", "jscc"):
         raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
     if not name or "/" in name or name.startswith("."):
         raise DiffcommError(f"--name must be a plain model name like fmnist-prior, got {name!r}")
     out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
     check_output_path(out, "dir", what="zoo folder")
-    if kind in PRIOR_KINDS:
+    if kind in (*PRIOR_KINDS, *LATENT_KINDS):
         check_output_path(docs_dir, "dir", what="docs folder")
     model = zoo.load_weights(weights, config)
     if ema_step is not None:
@@ -290,6 +288,10 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
         else:
             metrics = evaluate_patch_prior(model, dataset, grid_path=grid)
         metrics["sample_grid"] = str(grid)
+    elif kind in LATENT_KINDS:  # latent diffusion: measured beside its code
+        from diffcomm.diffusion.autoencoder import latent_metrics
+
+        metrics = latent_metrics(model, config, name, docs_dir)
     elif kind == "classifier":
         metrics = evaluate_classifier(model)
     elif kind == "jscc":
