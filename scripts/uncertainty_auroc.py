@@ -5,7 +5,9 @@ default strengths) draw S samples per image through ``pipeline.decode(..., poste
 call on the frames repeated S times; x_hat = the first sample). A reconstruction — the first sample — is
 *wrong-class* when the shipped classifier's label for it differs from the image's true label. For each
 receiver and SNR the script reports how often that happens and the AUROC of predicting it from
-``1 − semantic agreement`` and from the rms pixel spread (0.5 = chance), with Hanley–McNeil standard errors.
+``1 − semantic agreement`` and from the rms pixel spread (0.5 = chance), with Hanley–McNeil standard errors,
+beside the one-sample baseline ``1 − max softmax`` of the classifier on the first sample (no extra samples:
+``--samples 1`` measures it alone).
 Every receiver sees the same channel realisations (the channel generator is seeded by seed and SNR).
 Rows are written after each (receiver, SNR) and reused on a rerun with the same settings (resume);
 ``--figure`` draws AUROC vs SNR per receiver and score with ±1 s.e. error bars.
@@ -13,6 +15,9 @@ Rows are written after each (receiver, SNR) and reused on a rerun with the same 
 Usage: .venv/bin/python scripts/uncertainty_auroc.py [--receivers dps:20,hifi:10] [--n 128] [--samples 8]
        [--snr -10 -5 0 5 10] [--batch 16] [--out results/uncertainty/auroc.json]
        [--figure results/uncertainty/auroc.png]
+       .venv/bin/python scripts/uncertainty_auroc.py --samples 1 --out results/uncertainty/parts/baseline.json
+       .venv/bin/python scripts/uncertainty_auroc.py --plot-only --baseline results/uncertainty/parts/baseline.json
+           --figure results/uncertainty/auroc.png
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ def _receivers(text: str) -> list[tuple[str, int]]:
 
 def measure(receiver: str, steps: int, snr: float, x, labels, args) -> dict:
     """One (receiver, SNR) row: wrong-class rate and AUROCs with Hanley–McNeil standard errors."""
+    from diffcomm import zoo
     from diffcomm.metrics import psnr
+    from diffcomm.metrics.classifier import predict
     from diffcomm.metrics.uncertainty import auroc, auroc_se
     from diffcomm.pipeline import build_link, decode
 
@@ -48,24 +55,30 @@ def measure(receiver: str, steps: int, snr: float, x, labels, args) -> dict:
     link = build_link("deepjscc", (1, 28, 28), "1/16", args.channel, snr)
     g_channel = torch.Generator().manual_seed(args.seed * 1000 + int(round(snr * 10)) + 10_000)
     g_receiver = torch.Generator().manual_seed(args.seed + 1)
-    spread, agreement, first, psnrs, nfe, used = [], [], [], [], 0, {}
+    spread, agreement, first, psnrs, conf, nfe, used = [], [], [], [], [], 0, {}
+    net = zoo.load("fmnist-classifier")
     for i in range(0, len(x), args.batch):
         rx = link.transmit(x[i:i + args.batch], generator=g_channel)
-        res = decode(receiver, link, rx, generator=g_receiver, posterior_samples=args.samples, steps=steps)
-        u = res.uncertainty
-        spread.append(u["spread"])
-        agreement.append(u["agreement"])
-        first.append(u["classes"][:, 0])
+        res = decode(receiver, link, rx, generator=g_receiver, steps=steps,
+                     posterior_samples=args.samples if args.samples > 1 else None)
+        logits = predict(net, res.x_hat)[0]
+        u = res.uncertainty or {}                 # None with --samples 1: the one-sample baseline only
+        spread.append(u.get("spread", torch.zeros(len(logits))))
+        agreement.append(u.get("agreement", torch.ones(len(logits))))
+        first.append(u["classes"][:, 0] if u else logits.argmax(1))
         psnrs.append(psnr(res.x_hat, x[i:i + args.batch]).double())
+        conf.append(logits.softmax(1).amax(1))
         nfe, used = res.nfe, res.extras.get("options_used", {})
     spread, agreement, first = torch.cat(spread), torch.cat(agreement), torch.cat(first)
     wrong = first != labels
     k, n = int(wrong.sum()), len(wrong)
-    a_dis, a_spr = auroc(1 - agreement, wrong), auroc(spread, wrong)
+    a_conf = auroc(1 - torch.cat(conf), wrong)
+    a_dis, a_spr = (auroc(1 - agreement, wrong), auroc(spread, wrong)) if args.samples > 1 else (math.nan, math.nan)
     return {"receiver": receiver, "steps": steps, "snr_db": snr, "n": n, "samples": args.samples, "nfe": nfe,
             "options_used": used, "wrong_class": k, "wrong_class_rate": round(k / n, 4),
             "auroc_disagreement": _num(a_dis), "auroc_disagreement_se": _num(auroc_se(a_dis, k, n - k)),
             "auroc_spread": _num(a_spr), "auroc_spread_se": _num(auroc_se(a_spr, k, n - k)),
+            "auroc_confidence": _num(a_conf), "auroc_confidence_se": _num(auroc_se(a_conf, k, n - k)),
             "mean_agreement": round(float(agreement.mean()), 4), "mean_spread": round(float(spread.mean()), 5),
             "psnr_first_sample": round(float(torch.cat(psnrs).mean()), 3),
             "seconds": round(time.perf_counter() - t0, 1)}
@@ -79,11 +92,13 @@ def plot(record: dict, path: str) -> None:
 
     fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.add_subplot()
-    styles = {"auroc_disagreement": ("-", "o", "1 − agreement"), "auroc_spread": ("--", "s", "pixel spread")}
+    styles = {"auroc_disagreement": ("-", "o", "1 − agreement"), "auroc_spread": ("--", "s", "pixel spread"),
+              "auroc_confidence": (":", "^", "1 − max softmax (one sample)")}
     for j, receiver in enumerate(dict.fromkeys(r["receiver"] for r in record["rows"])):
         rows = sorted((r for r in record["rows"] if r["receiver"] == receiver), key=lambda r: r["snr_db"])
         for key, (ls, marker, label) in styles.items():
-            pts = [(r["snr_db"], r[key], r[key + "_se"] or 0.0) for r in rows if r[key] is not None]
+            pts = [(r["snr_db"], r[key], r[key + "_se"] or 0.0) for r in rows if r.get(key) is not None
+                   and not (key != "auroc_confidence" and r["samples"] < 2)]
             if pts:
                 snr, a, se = zip(*pts)
                 ax.errorbar([s + (0.15 if key == "auroc_spread" else -0.15) + 0.3 * j for s in snr], a, yerr=se,
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="results/uncertainty/auroc.json")
     parser.add_argument("--figure", default=None, help="also draw AUROC vs SNR here (PNG)")
     parser.add_argument("--plot-only", action="store_true", help="redraw --figure from --out, compute nothing")
+    parser.add_argument("--baseline", help="with --plot-only: also draw the one-sample rows of this file "
+                                           "(a --samples 1 run)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -127,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     from diffcomm.utils import atomic_write_json, git_revision
 
     if args.plot_only:
-        plot(json.loads(Path(args.out).read_text()), args.figure)
+        record = json.loads(Path(args.out).read_text())
+        if args.baseline:
+            record["rows"] += json.loads(Path(args.baseline).read_text())["rows"]
+        plot(record, args.figure)
         print(f"wrote {args.figure}")
         return 0
     data = get_dataset("fashion-mnist", "test")

@@ -54,7 +54,9 @@ noise from one generator, so the same seed gives the same h and y whatever the C
 receiver's front end turns it into ``(B, k)`` streams: ``h_hat`` holds their per-stream gains (so
 per-symbol decoders work unchanged) and :attr:`Received.mixing` the exact per-use mixing M of the
 streams; :meth:`Link.operator` then returns a :class:`MixingOperator` (``A = M ⊛ g E``), not the
-diagonal. Such a channel's ``extra_uses`` is negative (n_t symbols share one use).
+diagonal. Such a channel's ``extra_uses`` is negative (n_t symbols share one use). A channel with
+``receiver_mixing`` (OFDM with a cyclic prefix shorter than the channel memory) hands the receiver its
+whole-frame operator the same way, as one ``(B, 1, k, k)`` block: ISI-aware receivers.
 
 **Impairment stages** (:mod:`diffcomm.channels.impairments`, attached with
 ``with_impairments(link, ...)``): transmitter stages act on ``g z`` before the channel, receiver
@@ -115,7 +117,8 @@ class Received:
     pilots_used: int                      # channel uses per image spent on pilots
     y_pilot: torch.Tensor | None = None   # complex (B, blocks, n_pilots): received pilots (csi="estimated")
     pilots: torch.Tensor | None = None    # complex (n_pilots,): the pilot sequence (csi="estimated")
-    mixing: torch.Tensor | None = None    # complex (B, uses, s, s): exact per-use stream mixing (MIMO), else None
+    mixing: torch.Tensor | None = None    # complex (B, uses, s, s): exact per-use stream mixing (MIMO; OFDM ISI:
+    #                                       one (B, 1, k, k) frame operator), else None
 
     @property
     def batch(self) -> int:
@@ -308,6 +311,9 @@ class Link:
             mixing = None
             if split:                                            # the receiver front end with its CSI (MIMO)
                 y, h_hat, mixing = self.channel.detect(y, h_hat, n0_rx, self.k)
+            elif h_hat is not None and callable(getattr(self.channel, "receiver_mixing", None)):
+                # a frame operator beyond diag(h_hat) (OFDM with a short CP: ISI); perfect CSI: the true draw
+                mixing = self.channel.receiver_mixing(h if self.csi == "perfect" else h_hat, self.k)
             if self.stages:
                 y, h_hat, mixing = receive_stages(self.stages, y, h_hat, mixing, n0_rx, generator)
         rx = Received(y=y, h_hat=h_hat, n0=n0_rx, gain=gain, pilots_used=self.pilots_used,

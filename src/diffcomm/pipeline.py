@@ -28,8 +28,14 @@ from diffcomm.receivers.base import ReceiverResult, ReceiverSpec, get_spec
 
 # shipped DeepJSCC models by (training channel, CBR): grayscale (1 x 28 x 28, Fashion-MNIST) and
 # colour (3 x 32 x 32, natural-photo patches); jscc_model_name picks the table by image channels.
+# Issue 16: models fine-tuned for changed links (OFDM TDL-A, MIMO 2x2, transmitter clipping); a link over OFDM
+# or MIMO gets its own model where one is shipped for the CBR, the clipping-trained one only by name
+# (deepjscc-rayleigh-clip).
 JSCC_MODELS = {("awgn", 1 / 16): "fmnist-deepjscc-awgn-cbr16", ("rayleigh", 1 / 16): "fmnist-deepjscc-rayleigh-cbr16",
-               ("awgn", 1 / 8): "fmnist-deepjscc-awgn-cbr8", ("rayleigh", 1 / 8): "fmnist-deepjscc-rayleigh-cbr8"}
+               ("awgn", 1 / 8): "fmnist-deepjscc-awgn-cbr8", ("rayleigh", 1 / 8): "fmnist-deepjscc-rayleigh-cbr8",
+               ("ofdm", 1 / 16): "fmnist-deepjscc-ofdm-cbr16", ("mimo", 1 / 16): "fmnist-deepjscc-mimo-cbr16",
+               ("rayleigh-clip", 1 / 16): "fmnist-deepjscc-rayleigh-clip-cbr16"}
+JSCC_VARIANTS = ("awgn", "rayleigh", "ofdm", "mimo", "rayleigh-clip")   # encoder names deepjscc-VARIANT
 # The colour models are trained over AWGN only (recipes for Rayleigh-trained ones exist, untrained): over a
 # fading link they decode the equalised symbols with the link's CSI, like the AWGN variant of a grayscale model.
 JSCC_MODELS_RGB = {("awgn", 1 / 16): "natural-deepjscc-awgn-cbr16", ("awgn", 1 / 48): "natural-deepjscc-awgn-cbr48"}
@@ -44,10 +50,11 @@ def jscc_model_name(channel: str, cbr: float, variant: str | None = None, channe
         >>> jscc_model_name("rayleigh", 1 / 48, channels=3)  # colour models: trained over AWGN only
         'natural-deepjscc-awgn-cbr48'
     """
-    trained = variant or ("awgn" if channel == "awgn" else "rayleigh")
     if channels not in (1, 3):
         raise DiffcommError(f"shipped DeepJSCC models code 1- or 3-channel images, got {channels} channels")
     table = JSCC_MODELS if channels == 1 else JSCC_MODELS_RGB
+    own = any(ch == channel and abs(c - cbr) < 1e-9 for ch, c in table) and channel in ("ofdm", "mimo")
+    trained = variant or (channel if own else "awgn" if channel == "awgn" else "rayleigh")
     for (ch, c), name in table.items():
         if ch == trained and abs(c - cbr) < 1e-9:
             return name
@@ -67,8 +74,9 @@ def _deepjscc_factory(shape, cbr, seed=0, name="deepjscc", link_channel="awgn", 
 
     cbr = parse_cbr(cbr) if isinstance(cbr, str) else float(cbr)
     variant = name.split("-", 1)[1] if "-" in name else None
-    if variant not in (None, "awgn", "rayleigh"):
-        raise DiffcommError(f"unknown encoder {name!r}; use deepjscc, deepjscc-awgn or deepjscc-rayleigh")
+    if variant is not None and variant not in JSCC_VARIANTS:
+        raise DiffcommError(f"unknown encoder {name!r}; use deepjscc or deepjscc-VARIANT with VARIANT one of "
+                            f"{', '.join(JSCC_VARIANTS)}")
     model_name = jscc_model_name(link_channel, cbr, variant, channels=3 if shape[0] == 3 else 1)
     model = zoo.load(model_name)
     cfg = model.config
@@ -90,13 +98,13 @@ def encoder_names() -> list[str]:
     _register_encoders()
     from diffcomm.transmit import encoder_names as names
 
-    return [n for n in names() if not n.endswith("*")] + ["deepjscc-awgn", "deepjscc-rayleigh"]
+    return [n for n in names() if not n.endswith("*")] + [f"deepjscc-{v}" for v in JSCC_VARIANTS]
 
 
 def build_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, channel: str = "awgn",
                snr_db: float = 10.0, csi: str = "perfect", n_pilots: int = 0, seed: int = 0,
-               pilots_in_budget: bool = False):
-    """Encoder by name + :class:`diffcomm.link.Link`."""
+               pilots_in_budget: bool = False, pilot_estimator: str = "lmmse", assumed_snr_db: float | None = None):
+    """Encoder by name + :class:`diffcomm.link.Link` (``assumed_snr_db``: the SNR the receiver is told)."""
     from diffcomm.link import make_link
 
     _register_encoders()
@@ -105,7 +113,8 @@ def build_link(encoder: str, shape: tuple[int, int, int], cbr: float | str, chan
         name = channel if isinstance(channel, str) else getattr(channel, "name", "awgn")
         opts = {"link_channel": name, "design_snr_db": float(snr_db)}
     return make_link(encoder, shape, cbr, channel=channel, snr_db=snr_db, csi=csi, n_pilots=n_pilots,
-                     pilots_in_budget=pilots_in_budget, seed=seed, **opts)
+                     pilot_estimator=pilot_estimator, pilots_in_budget=pilots_in_budget, seed=seed,
+                     assumed_snr_db=assumed_snr_db, **opts)
 
 
 ENCODER_KINDS = {"gaussian": "linear", "downsample": "linear"}

@@ -547,6 +547,9 @@ def validate_training_config(kind: str, config: dict[str, Any]) -> dict[str, Any
     sections: dict[str, Any] = {"name": str, "description": str, "model": dict, "data": dict, "train": dict}
     if kind in ("prior", "flow"):
         sections["snapshot"] = dict
+    if kind == "jscc":                       # the training link and a shipped model to start from
+        sections["link"] = dict
+        sections["init"] = dict
     model_cls = _model_section(kind)
     check_section_keys(config, sections, "config section")
     dataclass_from_dict(model_cls, config.get("model", {}), "[model]")

@@ -1,4 +1,4 @@
-"""Every registered receiver over every new link (MIMO front ends, impairment stages): the contract of
+"""Every registered receiver over every new link (MIMO front ends, impairment stages, OFDM with and without ISI): the contract of
 ``tests/receivers/test_contract.py`` — shape, dtype, range, NFE = prior calls, determinism — or a one-line
 refusal naming the problem where the link cannot serve the receiver (blind on MIMO, linear-only receivers
 on a modelled nonlinear stage)."""
@@ -31,6 +31,10 @@ NEW_LINKS = {
     "phase-noise-modelled": (lambda: "rayleigh", (impairment("phase-noise", linewidth_ts=1e-3, modelled=True),)),
     "cfo-unmodelled": (lambda: "awgn", (impairment("cfo", eps=1e-3),)),
     "mimo-mmse-adc": (lambda: make_channel("mimo"), (impairment("adc", bits=6),)),
+    "ofdm-tdl-a": (lambda: make_channel("ofdm", profile="A", delay_spread=3e-7, fft_size=32, subcarrier_spacing=60e3,
+                                        cp_length=10), ()),
+    "ofdm-tdl-a-isi": (lambda: make_channel("ofdm", profile="A", delay_spread=3e-7, fft_size=32,
+                                            subcarrier_spacing=60e3, cp_length=2), ()),
 }
 
 

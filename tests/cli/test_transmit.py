@@ -214,3 +214,24 @@ def test_new_flags_bad_values_exit_without_traceback(tmp_path, image):
                                "--out", str(tmp_path / "o.png"), *extra], capture_output=True, text=True)
         assert proc.returncode != 0 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
         assert not (tmp_path / "o.png").exists()
+
+
+def test_transmit_over_ofdm_with_and_without_isi(tmp_path, image, capsys):
+    tdl = "profile=A,delay_spread=3e-7,fft_size=32,subcarrier_spacing=60e3"
+    long_cp = transmit_json(image, tmp_path / "a.png", capsys, "--channel", "ofdm", "--ofdm", f"{tdl},cp_length=10")
+    no_cp = transmit_json(image, tmp_path / "b.png", capsys, "--channel", "ofdm", "--ofdm", f"{tdl},cp_length=0")
+    symbols = -(-long_cp["k"] // 32)                                        # OFDM symbols of the frame
+    assert long_cp["ofdm"]["n_taps"] == 11 and long_cp["channel_uses"] == symbols * (32 + 10)    # + CP
+    assert not long_cp["isi_modelled"] and no_cp["isi_modelled"] and no_cp["channel_uses"] == symbols * 32
+    assert math.isfinite(no_cp["psnr"]) and read_image(tmp_path / "b.png").shape == (1, 1, 28, 28)
+
+
+@pytest.mark.parametrize("extra, msg", [(["--ofdm", "cp_length=4"], "applies to --channel ofdm only"),
+                                        (["--channel", "ofdm", "--ofdm", "cp_length"], "must look like"),
+                                        (["--channel", "ofdm", "--ofdm", "cp_length=99"], "longer than the FFT"),
+                                        (["--channel", "ofdm", "--ofdm", "fft_sise=8"], "takes options")])
+def test_bad_ofdm_options_exit_with_one_line(tmp_path, image, extra, msg):
+    proc = subprocess.run([sys.executable, "-m", "diffcomm.cli", "transmit", "--input", str(image), "--snr", "10",
+                           "--out", str(tmp_path / "o.png"), *extra], capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert msg in proc.stderr and not (tmp_path / "o.png").exists()

@@ -1,5 +1,8 @@
 """DeepJSCC: shapes, the power constraint through the link, SNR conditioning, training guarantees."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -101,3 +104,91 @@ def test_colour_models_keep_the_power_constraint_and_gain_with_snr(channel):
     s = rx.gain.reshape(-1, 1) * link.encoder(x)
     assert torch.allclose(s.abs().pow(2).mean(1), torch.ones(len(x)), atol=1e-4)
     assert_psnr_rises_with_snr(x, channel)
+
+
+# ---- training over changed links (issue 16): OFDM, MIMO, transmitter impairments, fine-tuning -------------------
+LINKS = {"ofdm": {"channel": {"profile": "A", "delay_spread": 3e-7, "fft_size": 32, "subcarrier_spacing": 60e3,
+                              "cp_length": 10}},
+         "mimo": {"channel": {"n_t": 2, "n_r": 2}},
+         "rayleigh": {"impairments": [{"kind": "clip", "ratio": 0.8}]}}
+
+
+@pytest.mark.parametrize("channel", list(LINKS))
+def test_simulate_over_ofdm_mimo_and_clipping_is_differentiable(channel):
+    from diffcomm.transmit.deepjscc import training_link
+
+    model = DeepJSCC(DeepJSCCConfig(cbr=1 / 16, channel=channel))
+    ch, stages = training_link(channel, LINKS[channel])
+    out = simulate(model, torch.rand(3, 1, 28, 28), torch.tensor([0.0, 10.0, 20.0]), ch,
+                   torch.Generator().manual_seed(0), stages)
+    assert out.shape == (3, 1, 28, 28) and 0 <= out.min() and out.max() <= 1
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_flat_simulate_is_unchanged_by_the_generalised_channel_path():
+    """A name and the same channel object give the same draws (the shipped recipes stay reproducible)."""
+    from diffcomm.channels import make_channel
+
+    model = DeepJSCC(DeepJSCCConfig(cbr=1 / 16))
+    x, snr = torch.rand(2, 1, 28, 28), torch.tensor([5.0, 15.0])
+    a = simulate(model, x, snr, "rayleigh", torch.Generator().manual_seed(4))
+    b = simulate(model, x, snr, make_channel("rayleigh"), torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("link, msg", [({"chanel": {}}, "unknown \\[link\\] key"),
+                                       ({"channel": {"fft_sise": 8}}, "takes options"),
+                                       ({"impairments": [{"kind": "adc", "bits": 4}]}, "transmitter stages"),
+                                       ({"impairments": ["clip"]}, "list of tables"),
+                                       ({"impairments": [{"kind": "clip", "ratio": -1}]}, "ratio")])
+def test_bad_link_tables_are_one_line_errors(link, msg):
+    from diffcomm.transmit.deepjscc import training_link
+
+    with pytest.raises(DiffcommError, match=msg) as err:
+        training_link("ofdm", link)
+    assert "\n" not in str(err.value)
+
+
+def test_init_from_zoo_needs_the_same_architecture():
+    from diffcomm.transmit.deepjscc import init_from_zoo
+
+    model = DeepJSCC(DeepJSCCConfig(cbr=1 / 16, channel="ofdm"))
+    init_from_zoo(model, "fmnist-deepjscc-rayleigh-cbr16")
+    base = zoo.load("fmnist-deepjscc-rayleigh-cbr16")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base.state_dict().values()))
+    with pytest.raises(DiffcommError, match="width") as err:
+        init_from_zoo(DeepJSCC(DeepJSCCConfig(cbr=1 / 16, width=16)), "fmnist-deepjscc-rayleigh-cbr16")
+    assert "\n" not in str(err.value)
+    with pytest.raises(DiffcommError, match="not a DeepJSCC"):
+        init_from_zoo(model, "fmnist-classifier")
+
+
+def test_link_trained_models_are_picked_for_their_links():
+    from diffcomm.pipeline import jscc_model_name
+
+    assert jscc_model_name("ofdm", 1 / 16) == "fmnist-deepjscc-ofdm-cbr16"
+    assert jscc_model_name("mimo", 1 / 16) == "fmnist-deepjscc-mimo-cbr16"
+    assert jscc_model_name("ofdm", 1 / 8) == "fmnist-deepjscc-rayleigh-cbr8"        # none trained: Rayleigh's
+    assert jscc_model_name("rayleigh", 1 / 16) == "fmnist-deepjscc-rayleigh-cbr16"  # clipping model: by name only
+    assert jscc_model_name("rayleigh", 1 / 16, "rayleigh-clip") == "fmnist-deepjscc-rayleigh-clip-cbr16"
+    with pytest.raises(DiffcommError, match="deepjscc-VARIANT"):
+        build_link("deepjscc-ofdn", (1, 28, 28), 1 / 16, "awgn", 10.0)
+
+
+def test_a_tiny_fine_tuning_run_over_ofdm_records_its_link_and_init(tmp_path):
+    import tomllib
+
+    from diffcomm.training import load_config_file
+    from diffcomm.transmit.deepjscc import run_jscc_training
+
+    recipe = Path(__file__).parents[2] / "src/diffcomm/zoo/recipes/fmnist-deepjscc-ofdm-cbr16.toml"
+    config = tomllib.loads(recipe.read_text())
+    assert load_config_file(recipe) == config
+    config["train"].update(steps=2, snapshot_every=2, checkpoint_every=2, log_every=1)
+    run_jscc_training(config, tmp_path / "run", progress=False)
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert meta["link"] == config["link"] and meta["init"] == {"model": "fmnist-deepjscc-rayleigh-cbr16"}
+    bad = {**config, "init": {"modle": "x"}}
+    with pytest.raises(DiffcommError, match="unknown \\[init\\] key"):
+        run_jscc_training(bad, tmp_path / "bad", progress=False)

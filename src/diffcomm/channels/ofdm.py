@@ -16,7 +16,12 @@ separated by a guard). With ``cp_length >= L - 1`` (:attr:`OFDMChannel.memory`) 
     y[s, f] = H[f] z[s, f] + n[s, f],   H[f] = sum_l h[l] exp(-2πj f l / N),   n ~ CN(0, N0),
 
 (no ISI); a shorter CP adds inter-symbol and inter-carrier interference that the per-RE model
-above does not describe.
+above does not describe. The whole frame is still linear, ``y = T z + n`` (:meth:`OFDMChannel.frame_matrix`):
+an **ISI-aware receiver** models T instead of ``diag(H)``. With ``model_isi=True`` (default) and a short
+CP the link hands T to the receivers as :attr:`diffcomm.link.Received.mixing`
+(:meth:`OFDMChannel.receiver_mixing`), so guided and linear receivers see the exact operator while
+per-symbol decoders keep the per-RE ``h_hat``; ``model_isi=False`` is the mismatched receiver that ignores
+the ISI.
 
 **Multipath profiles** (taps normalised so that ``sum_l E|h_l|² = 1``, i.e. ``E|H_f|² = 1`` on every
 subcarrier, the flat channels' convention):
@@ -129,8 +134,11 @@ class OFDMChannel(Channel):
 
     def __init__(self, fft_size: int = 64, cp_length: int = 16, profile: str = "exponential",
                  delay_spread: float | None = None, n_taps: int | None = None, subcarrier_spacing: float = 30e3,
-                 coherence: int | None = None, carrier_frequency: float = 3.5e9):
+                 coherence: int | None = None, carrier_frequency: float = 3.5e9, model_isi: bool = True):
         super().__init__(block=True, coherence=None)
+        if not isinstance(model_isi, bool):
+            raise DiffcommError(f"ofdm: model_isi must be True or False, got {model_isi!r}")
+        self.model_isi = model_isi
         self.fft_size = _int(fft_size, "fft_size", 1)
         self.cp_length = _int(cp_length, "cp_length", 0)
         if self.cp_length > self.fft_size:
@@ -192,6 +200,20 @@ class OFDMChannel(Channel):
         expected = (powers[:, None] * self._sinc ** 2).sum()
         self._tap_scale = 1.0 / math.sqrt(float(expected))
         self._pdp = (powers[:, None] * self._sinc ** 2).sum(0) * self._tap_scale ** 2    # E|h_l|², sums to 1
+
+    @property
+    def tap_covariance(self) -> torch.Tensor:
+        """The prior covariance of the taps ``E[h hᴴ]`` (float64 ``(L, L)``; its diagonal is the PDP).
+
+        Exponential profile: independent taps, ``diag(PDP)``. TDL: the paths are independent, so the sinc-pulse
+        taps are correlated: ``scale² Sᵀ diag(P) S`` with ``S`` the (paths × lags) sinc matrix and ``P`` the
+        paths' mean powers (the uniform-phase LoS component of D/E included).
+        """
+        if self.profile == "exponential":
+            return torch.diag(self._pdp)
+        powers = self._tdl_nlos.clone()
+        powers[0] += self._tdl_los
+        return self._tap_scale ** 2 * self._sinc.T @ (powers[:, None] * self._sinc)
 
     @property
     def power_delay_profile(self) -> torch.Tensor:
@@ -316,7 +338,8 @@ class OFDMChannel(Channel):
         sym_block = (torch.arange(s, device=grid.device) // symbols_per_block).clamp_max(taps.shape[1] - 1)
         per_sample = taps[:, sym_block].flip(-1).repeat_interleave(n + cp, dim=1)     # (B, T, L)
         y = (window * per_sample.to(window.dtype)).sum(-1)
-        y = awgn(y, n0, generator)
+        if not (isinstance(n0, float | int) and n0 == 0):       # a noiseless pass (n0 = 0) draws nothing
+            y = awgn(y, n0, generator)
         y = y.reshape(b, s, n + cp)[..., cp:]
         return torch.fft.fft(y, dim=-1, norm="ortho")
 
@@ -341,6 +364,37 @@ class OFDMChannel(Channel):
         y = self.transmit_grid(grid, taps.to(z.device), self.symbols_per_block(k), n0_t, generator)
         return y.reshape(bsz, s * n)[:, :k].to(z.dtype)
 
+    def frame_matrix(self, taps: torch.Tensor, k: int) -> torch.Tensor:
+        """The exact noiseless map of the whole frame from data symbols to received data REs: complex64 ``(B, k, k)``.
+
+        Column ``j`` is the received frame (IDFT, CP, the CIR ``taps`` ``(B, blocks, L)``, CP removal, DFT) of
+        the unit symbol on data RE ``j``, so ``y = T z + n`` with white ``n ~ CN(0, N0 I)`` (the orthonormal DFT
+        keeps the noise white) for *any* CP length: with ``cp_length >= memory`` ``T = diag(H)``; a shorter CP
+        fills the off-diagonal with the ISI from the previous OFDM symbol and the ICI within each symbol.
+        """
+        bsz, blocks = taps.shape[:2]
+        if blocks != self.num_blocks(k):
+            raise DiffcommError(f"ofdm: taps must be ({bsz}, {self.num_blocks(k)}, L), got {tuple(taps.shape)}")
+        s, n = self.n_symbols(k), self.fft_size
+        eye = torch.eye(k, s * n, dtype=torch.complex64, device=taps.device).reshape(1, k, s, n)
+        grid = eye.expand(bsz, k, s, n).reshape(bsz * k, s, n)
+        rep = taps.to(torch.complex64).repeat_interleave(k, dim=0)                       # (B·k, blocks, L)
+        y = self.transmit_grid(grid, rep, self.symbols_per_block(k), 0.0)               # no noise drawn
+        return y.reshape(bsz, k, s * n)[..., :k].transpose(1, 2)
+
+    def receiver_mixing(self, h_rx: torch.Tensor, k: int) -> torch.Tensor | None:
+        """The frame operator the receiver models (the link's :attr:`~diffcomm.link.Received.mixing`), or None.
+
+        With a CP shorter than the channel memory and ``model_isi`` (default), an ISI-aware receiver uses
+        :meth:`frame_matrix` of the taps behind its CSI ``h_rx`` (the true draw for perfect CSI, the taps
+        fitted to a pilot estimate otherwise) as one ``(B, 1, k, k)`` mixing block; per-symbol decoders keep
+        the per-RE response ``h_hat``. None when the CP covers the memory (``T = diag(h)``) or
+        ``model_isi=False`` (the receiver ignores the ISI: a mismatched model).
+        """
+        if not self.model_isi or self.cp_length >= self.memory:
+            return None
+        return self.frame_matrix(self._taps_for(h_rx), k)[:, None]
+
     def pilot_gains(self, gains: torch.Tensor) -> torch.Tensor:
         raise DiffcommError("ofdm: per-block flat pilot gains do not apply to OFDM; the link's csi='estimated' "
                             "uses OFDMChannel.estimate_csi (block pilot OFDM symbols)")
@@ -360,7 +414,8 @@ class OFDMChannel(Channel):
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "fft_size": self.fft_size, "cp_length": self.cp_length, "profile": self.profile,
                 "delay_spread": self.delay_spread, "n_taps": self.n_taps, "coherence": self.coherence_symbols,
-                "subcarrier_spacing": self.subcarrier_spacing}
+                "subcarrier_spacing": self.subcarrier_spacing,
+                **({"model_isi": False} if not self.model_isi else {})}
 
 
 CHANNELS["ofdm"] = OFDMChannel

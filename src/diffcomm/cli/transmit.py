@@ -16,14 +16,16 @@ images only, else null) and ``classes`` (each sample's label). ``--spread-out PA
 spread map as an image (pixel value = 2 × std, so white = the largest possible std of 0.5). Deterministic
 receivers (pinv, lmmse, deepjscc) give spread 0 and agreement 1. Not available with tiling.
 
-Channels and mismatch (issue 16): ``--channel mimo`` sends n_t streams over an n_t×n_r channel
+Channels and mismatch (issue 16): ``--channel ofdm --ofdm PARAM=VALUE,...`` sends the symbols on an OFDM grid over
+tapped-delay-line multipath (:mod:`diffcomm.channels.ofdm`; a CP shorter than the channel memory gives ISI, which
+model-aware receivers model through the frame operator). ``--channel mimo`` sends n_t streams over an n_t×n_r channel
 (``--mimo 2x2``, ``--mimo-detector mmse|zf|none``, ``--mimo-precoding none|svd``, ``--mimo-correlation ρ``;
 :mod:`diffcomm.channels.mimo`). ``--impairment KIND[:PARAM=VALUE,...]`` (repeatable, applied in order) adds a
 hardware stage from :mod:`diffcomm.channels.impairments` (rapp, limiter, clip, adc, phase-noise, cfo), unmodelled
 unless ``modelled=true`` (then the receiver's operator includes it). ``--assumed-snr DB`` tells the receiver
 this SNR while the channel adds noise at ``--snr`` (:class:`diffcomm.link.Link` ``assumed_snr_db``). The JSON
-record gains ``assumed_snr_db``, ``mimo`` and ``impairments`` when these are used. ``--assumed-snr`` and
-``--impairment`` are not available for tiled images.
+record gains ``assumed_snr_db``, ``mimo`` / ``ofdm`` (with ``channel_uses``) and ``impairments`` when these are
+used. ``--assumed-snr`` and ``--impairment`` are not available for tiled images.
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Encode an image, send it over a noisy fading channel, reconstruct it with a "
                                    "receiver, and write the reconstruction.")
     p.add_argument("--input", required=True, help="input image (PNG, JPEG, ...)")
-    p.add_argument("--channel", default="awgn", choices=["awgn", "rayleigh", "rician", "mimo"])
+    p.add_argument("--channel", default="awgn", choices=["awgn", "rayleigh", "rician", "mimo", "ofdm"])
     p.add_argument("--snr", required=True, help="channel SNR Es/N0 in dB")
     p.add_argument("--assumed-snr", dest="assumed_snr", metavar="DB",
                    help="the SNR the receiver is told (SNR mismatch); the channel's noise stays at --snr")
     p.add_argument("--cbr", default="1/16", help="channel bandwidth ratio k/(C·H·W), e.g. 1/16")
-    p.add_argument("--encoder", default="gaussian", help="gaussian | downsample | deepjscc[-awgn|-rayleigh]")
+    p.add_argument("--encoder", default="gaussian",
+                   help="gaussian | downsample | deepjscc[-awgn|-rayleigh|-ofdm|-mimo|-rayleigh-clip] "
+                        "(deepjscc: the model trained for the channel)")
     p.add_argument("--receiver", default="pinv", help=" | ".join(receiver_names()))
     p.add_argument("--csi", default="perfect", choices=["perfect", "estimated", "none"])
     p.add_argument("--pilots", type=int, default=4, help="pilot symbols per coherence block (--csi estimated)")
@@ -67,6 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"MIMO precoding; svd needs --csi perfect (default {MIMO_DEFAULTS['mimo_precoding']})")
     p.add_argument("--mimo-correlation", dest="mimo_correlation", metavar="RHO",
                    help="exponential antenna correlation in [0, 1) at both ends (default 0: i.i.d. Rayleigh)")
+    p.add_argument("--ofdm", metavar="PARAM=VALUE,...",
+                   help="options of --channel ofdm, e.g. profile=A,delay_spread=3e-7,fft_size=32,"
+                        "subcarrier_spacing=60e3,cp_length=0 (a CP below the channel memory gives ISI, which "
+                        "model-aware receivers model; model_isi=false ignores it); default: the channel's defaults")
     p.add_argument("--impairment", action="append", default=[], metavar="KIND[:PARAM=VALUE,...]",
                    help=f"a hardware impairment stage ({', '.join(KINDS)}), e.g. adc:bits=3 or "
                         f"cfo:eps=0.002,modelled=true (repeatable, applied in order; unmodelled unless "
@@ -134,29 +142,52 @@ def parse_mimo_channel(args: argparse.Namespace):
                         correlation=rho)
 
 
+def parse_params(text: str, flag: str, example: str) -> dict:
+    """``"bits=3,modelled=true"`` -> ``{"bits": 3, "modelled": True}`` (TOML literals, else strings; one-line
+    errors)."""
+    import tomllib
+
+    params: dict = {}
+    for item in text.split(",") if text.strip() else []:
+        name, sep, value = item.partition("=")
+        name = name.strip().lower().replace("-", "_")
+        if not sep or not name or not value.strip():
+            raise DiffcommError(f"{flag} must look like {example}, got {text!r}")
+        try:
+            params[name] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            params[name] = value.strip()
+    return params
+
+
+def parse_ofdm_channel(args: argparse.Namespace):
+    """``--channel ofdm`` with ``--ofdm PARAM=VALUE,...`` -> an :class:`~diffcomm.channels.ofdm.OFDMChannel`, or None
+    for another channel (one-line errors: ``--ofdm`` without ``--channel ofdm``, the channel's own)."""
+    from diffcomm.channels import make_channel
+
+    text = getattr(args, "ofdm", None)
+    if args.channel != "ofdm":
+        if text is not None:
+            raise DiffcommError(f"--ofdm applies to --channel ofdm only (got --channel {args.channel})")
+        return None
+    params = parse_params(text or "", "--ofdm", "PARAM=VALUE,..., e.g. profile=A,cp_length=0")
+    try:
+        return make_channel("ofdm", **params)
+    except DiffcommError as exc:
+        raise DiffcommError(f"--ofdm {text!r}: {exc}") from None
+
+
 def parse_impairment(text: str):
     """``"adc:bits=3,modelled=true"`` -> ``impairment("adc", bits=3, modelled=True)`` (TOML literals, else strings).
 
     The kind and its parameters are those of :func:`diffcomm.channels.impairments.impairment`; ``modelled``
     (default false) says whether the receiver's operator includes the stage. One-line errors.
     """
-    import tomllib
-
     from diffcomm.channels.impairments import impairment
 
     kind, _, rest = str(text).partition(":")
     kind = kind.strip().lower()
-    params: dict = {}
-    for item in rest.split(",") if rest.strip() else []:
-        name, sep, value = item.partition("=")
-        name = name.strip().lower().replace("-", "_")
-        if not sep or not name or not value.strip():
-            raise DiffcommError(f"--impairment must look like KIND[:PARAM=VALUE,...], e.g. adc:bits=3,modelled=true, "
-                                f"got {text!r}")
-        try:
-            params[name] = tomllib.loads(f"v = {value.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            params[name] = value.strip()
+    params = parse_params(rest, "--impairment", "KIND[:PARAM=VALUE,...], e.g. adc:bits=3,modelled=true")
     if "modeled" in params:                                  # US spelling of impairments.py's ``modelled``
         params.setdefault("modelled", params.pop("modeled"))
     modelled = params.pop("modelled", False)
@@ -273,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
             raise DiffcommError(f"--spread-out must be a lossless image path (.png), got {spread_out.name!r}")
     if not Path(args.input).is_file():
         raise DiffcommError(f"input image {args.input} not found")
-    mimo = parse_mimo_channel(args)
+    mimo = parse_mimo_channel(args) or parse_ofdm_channel(args)
     stages = [parse_impairment(item) for item in getattr(args, "impairment", [])]
     x = read_image(args.input)
     channel = make_channel(args.channel, k_factor=args.rician_k) if args.channel == "rician" else args.channel
@@ -330,9 +361,11 @@ def link_fields(link, assumed: float | None) -> dict:
     out: dict = {}
     if assumed is not None:
         out["assumed_snr_db"] = assumed
-    if getattr(link.channel, "name", None) == "mimo":
-        out["mimo"] = {k: v for k, v in link.channel.config().items() if k != "name"}
-        out["channel_uses"] = link.channel_uses          # n_t symbols share one use (plus pilots)
+    if getattr(link.channel, "name", None) in ("mimo", "ofdm"):
+        out[link.channel.name] = {k: v for k, v in link.channel.config().items() if k != "name"}
+        out["channel_uses"] = link.channel_uses          # MIMO: n_t symbols share one use; OFDM: CP + padding
+    if getattr(link.channel, "name", None) == "ofdm":
+        out["isi_modelled"] = getattr(link.channel, "model_isi", True) and link.channel.cp_length < link.channel.memory
     if link.stages:
         out["impairments"] = [st.config() for st in link.stages]
     return out

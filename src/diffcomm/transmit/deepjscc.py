@@ -34,6 +34,11 @@ from torch import nn
 from diffcomm.checks import bounds, dataclass_from_dict
 from diffcomm.errors import DiffcommError
 
+# Channels a DeepJSCC can be trained over: flat AWGN / Rayleigh block fading, OFDM multipath and MIMO
+# (diffcomm.channels), always with perfect receiver CSI and per-symbol MMSE equalisation.
+TRAIN_CHANNELS = ("awgn", "rayleigh", "ofdm", "mimo")
+LINK_KEYS = ("channel", "impairments")
+
 
 @dataclass
 class DeepJSCCConfig:
@@ -41,7 +46,8 @@ class DeepJSCCConfig:
     image_size: int = field(default=28, metadata=bounds(4, 4096))
     cbr: float = field(default=1 / 16, metadata=bounds(0, 1, low_open=True))
     width: int = field(default=32, metadata=bounds(1, 1024))
-    channel: str = field(default="awgn", metadata=bounds(choices=("awgn", "rayleigh")))  # block, perfect CSI
+    # the training channel (perfect CSI); its options and impairment stages: the recipe's [link] table
+    channel: str = field(default="awgn", metadata=bounds(choices=TRAIN_CHANNELS))
     snr_min_db: float = field(default=0.0, metadata=bounds(-50, 100))
     snr_max_db: float = field(default=20.0, metadata=bounds(-50, 100))
 
@@ -153,37 +159,114 @@ class DeepJSCCEncoder(nn.Module):
         return self.model.encode(x, snr)
 
 
-def simulate(model: DeepJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: str,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-    """End-to-end pass: encode → power normalise → channel → MMSE equalise → decode.
+def training_link(channel: str, link: dict[str, Any] | None = None) -> tuple[Any, tuple]:
+    """The training channel and transmitter impairment stages of a recipe's ``[link]`` table.
 
-    ``channel`` is "awgn" or "rayleigh" (block fading, one h per image, perfect CSI).
-    Differentiable (used for training).
+    ``[link] channel = {...}``: keyword options of :func:`diffcomm.channels.make_channel` for the model's
+    ``channel`` (e.g. ``{profile = "A", fft_size = 16, cp_length = 10}`` for OFDM, ``{n_t = 2, n_r = 2}``
+    for MIMO); ``[link] impairments = [{kind = "clip", ratio = 0.8}]``: transmitter stages of
+    :func:`diffcomm.channels.impairments.impairment` applied to the power-normalised symbols. One-line
+    errors for unknown keys or bad values.
+
+    Example:
+        >>> ch, stages = training_link("rayleigh", {"impairments": [{"kind": "clip", "ratio": 0.8}]})
+        >>> ch.name, [st.kind for st in stages]
+        ('rayleigh', ['clip'])
     """
-    from diffcomm.channels import awgn, equalize_mmse, make_channel, normalize_power, snr_db_to_n0
+    from diffcomm.channels import make_channel
+    from diffcomm.channels.impairments import impairment
 
+    link = {} if link is None else link
+    if not isinstance(link, dict):
+        raise DiffcommError(f"[link] must be a table, got {type(link).__name__}")
+    unknown = sorted(set(map(str, link)) - set(LINK_KEYS))
+    if unknown:
+        raise DiffcommError(f"unknown [link] key {unknown[0]!r}; valid keys: {', '.join(LINK_KEYS)}")
+    options = link.get("channel", {})
+    if not isinstance(options, dict):
+        raise DiffcommError(f"[link] channel must be a table of {channel} options, got {options!r}")
+    try:
+        ch = make_channel(channel, **options)
+    except TypeError as exc:
+        raise DiffcommError(f"[link] channel: bad option for {channel}: {exc}") from None
+    stages = []
+    items = link.get("impairments", [])
+    if not isinstance(items, list) or not all(isinstance(d, dict) and "kind" in d for d in items):
+        raise DiffcommError("[link] impairments must be a list of tables with a kind, e.g. [{kind = \"clip\", "
+                            "ratio = 0.8}]")
+    for d in items:
+        st = impairment(str(d["kind"]), **{k: v for k, v in d.items() if k != "kind"})
+        if st.side != "tx":
+            raise DiffcommError(f"[link] impairments: training supports transmitter stages (clip, rapp, limiter), "
+                                f"got {st.kind!r}")
+        stages.append(st)
+    return ch, tuple(stages)
+
+
+def simulate(model: DeepJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: Any,
+             generator: torch.Generator | None = None, stages: tuple = ()) -> torch.Tensor:
+    """End-to-end pass: encode → power normalise → [tx stages] → channel → MMSE equalise → decode.
+
+    ``channel`` is "awgn", "rayleigh" (block fading, one h per image) or a
+    :class:`diffcomm.channels.Channel` (e.g. from :func:`training_link`: OFDM, MIMO with its detector),
+    always with perfect CSI; ``stages``: transmitter impairments. The decoder sees the MMSE-equalised
+    symbols and the post-equalisation SNR ``SNR + 10 log10 mean |ĥ|²`` (ĥ: the per-symbol gains the
+    receiver equalises with; a MIMO front end's stream gains), as the link's DeepJSCC receiver does
+    (:func:`diffcomm.receivers.base.jscc_reconstruction`). Differentiable (used for training).
+    """
+    from diffcomm.channels import equalize_mmse, make_channel, normalize_power, snr_db_to_n0
+    from diffcomm.channels.impairments import transmit_stages
+
+    ch = make_channel(channel) if isinstance(channel, str) else channel
     z, _ = normalize_power(model.encode(x, snr_db))
+    if stages:
+        z = transmit_stages(stages, z)
     n0 = snr_db_to_n0(snr_db).reshape(-1, 1).to(z.real.dtype)
-    h = make_channel(channel).sample_gains(z.shape[0], z.shape[1], generator=generator)
-    y = awgn(h * z, n0, generator=generator)
-    s_hat, _ = equalize_mmse(y, h, n0)
-    eff_snr_db = snr_db + 10 * torch.log10(h.abs().pow(2).mean(1).clamp_min(1e-6))
-    return model.decode(s_hat, eff_snr_db if channel != "awgn" else snr_db)
+    h = ch.generate(z.shape[0], z.shape[1], generator=generator, device=z.device)
+    if callable(getattr(ch, "detect", None)):                     # MIMO: raw antennas, then the front end
+        y, h_rx, _ = ch.detect(ch.propagate(z, h, n0, generator), h, n0, z.shape[1])
+    else:
+        y, h_rx = ch.apply(z, h, n0, generator), h
+    s_hat, _ = equalize_mmse(y, h_rx, n0)
+    eff_snr_db = snr_db + 10 * torch.log10(h_rx.abs().pow(2).mean(1).clamp_min(1e-6))
+    return model.decode(s_hat, eff_snr_db if ch.name != "awgn" else snr_db)
 
 
 def build_deepjscc(config: dict[str, Any]) -> DeepJSCC:
     return DeepJSCC(DeepJSCCConfig.from_dict(config["model"]))
 
 
-class JSCCTask:
-    """MSE training over SNRs drawn uniformly from [snr_min_db, snr_max_db]."""
+def init_from_zoo(model: DeepJSCC, name: str) -> None:
+    """Start ``model`` from the weights of the shipped DeepJSCC ``name`` (the recipe's ``[init] model``;
+    fine-tuning for a new link). The architecture must match (training channel aside); one-line error otherwise."""
+    from diffcomm import zoo
 
-    def __init__(self, images, test_images, cfg: DeepJSCCConfig, batch_size: int, seed: int):
+    if not isinstance(name, str) or not name:
+        raise DiffcommError(f"[init] model must be the name of a shipped DeepJSCC, got {name!r}")
+    base = zoo.load(name)
+    if not isinstance(base, DeepJSCC):
+        raise DiffcommError(f"[init] model {name!r} is not a DeepJSCC ({type(base).__name__})")
+    mine = {k: v for k, v in model.config.to_dict().items() if k not in ("channel",)}
+    theirs = {k: v for k, v in base.config.to_dict().items() if k not in ("channel",)}
+    if mine != theirs:
+        differs = ", ".join(sorted(k for k in mine if mine[k] != theirs.get(k)))
+        raise DiffcommError(f"[init] model {name!r} has another architecture ({differs} differ from [model])")
+    model.load_state_dict(base.state_dict())
+
+
+class JSCCTask:
+    """MSE training over SNRs drawn uniformly from [snr_min_db, snr_max_db], over the recipe's link."""
+
+    def __init__(self, images, test_images, cfg: DeepJSCCConfig, batch_size: int, seed: int,
+                 link: dict[str, Any] | None = None, init: str | None = None):
         from diffcomm.training import seeded_init
 
         with seeded_init(seed):
             self.model = DeepJSCC(cfg)
+        if init:
+            init_from_zoo(self.model, init)
         self.cfg = cfg
+        self.channel, self.stages = training_link(cfg.channel, link)
         self.images, self.test_images = images, test_images
         self.batch_size, self.seed = batch_size, seed
 
@@ -193,7 +276,7 @@ class JSCCTask:
         x = self.images[batch_indices(len(self.images), self.batch_size, self.seed, step)]
         snr = self.cfg.snr_min_db + (self.cfg.snr_max_db - self.cfg.snr_min_db) * torch.rand(
             len(x), generator=generator)
-        return F.mse_loss(simulate(model, x, snr, self.cfg.channel, generator), x)
+        return F.mse_loss(simulate(model, x, snr, self.channel, generator, self.stages), x)
 
     @torch.no_grad()
     def snapshot(self, ema: DeepJSCC, step: int, out_dir: Path) -> dict[str, Any]:
@@ -201,26 +284,35 @@ class JSCCTask:
         out = {}
         for snr in (0.0, 10.0, 20.0):
             gen = torch.Generator().manual_seed(0)
-            x_hat = simulate(ema, x, torch.full((len(x),), snr), self.cfg.channel, gen)
+            x_hat = simulate(ema, x, torch.full((len(x),), snr), self.channel, gen, self.stages)
             mse = (x_hat - x).pow(2).flatten(1).mean(1)
             out[f"psnr_{snr:g}dB"] = float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean())
         return out
 
 
 def run_jscc_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
-    """``diffcomm train jscc --config FILE``."""
+    """``diffcomm train jscc --config FILE``.
+
+    Optional tables besides ``[model]``, ``[data]`` and ``[train]``: ``[link]`` (the training channel's
+    options and transmitter impairments, :func:`training_link`) and ``[init] model = "NAME"`` (start from a
+    shipped DeepJSCC, :func:`init_from_zoo`).
+    """
     from diffcomm.data import get_dataset
     from diffcomm.training import TrainConfig, train, validate_training_config
 
     validate_training_config("jscc", config)  # the one schema, before any work
     model_cfg = DeepJSCCConfig.from_dict(config.get("model", {}))
-    if model_cfg.channel not in ("awgn", "rayleigh"):
-        raise DiffcommError(f"[model] channel must be 'awgn' or 'rayleigh', got {model_cfg.channel!r}")
+    link = config.get("link")
+    training_link(model_cfg.channel, link)     # the link's options checked before any data is read
+    init = config.get("init", {})
+    if set(init) - {"model"}:
+        raise DiffcommError(f"unknown [init] key {sorted(set(init) - {'model'})[0]!r}; valid keys: model")
     train_cfg = TrainConfig.from_dict(config.get("train", {}))
     dataset = config.get("data", {}).get("dataset", "fashion-mnist")
     x = get_dataset(dataset, "train")[0]
     xt = get_dataset(dataset, "test")[0]
-    task = JSCCTask(x, xt, model_cfg, train_cfg.batch_size, train_cfg.seed)
+    task = JSCCTask(x, xt, model_cfg, train_cfg.batch_size, train_cfg.seed, link=link, init=init.get("model"))
     run_config = {"kind": "jscc", "name": config.get("name", "deepjscc"), "model": model_cfg.to_dict(),
-                  "data": {"dataset": dataset, "n_train": len(x)}}
+                  "data": {"dataset": dataset, "n_train": len(x)},
+                  **({"link": link} if link else {}), **({"init": init} if init else {})}
     return train(task, train_cfg, out_dir, run_config=run_config, progress=progress)

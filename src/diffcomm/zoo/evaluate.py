@@ -156,8 +156,10 @@ def evaluate_classifier(classifier) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def evaluate_jscc(model, n: int = 2000, seed: int = 0, dataset: str = "fashion-mnist") -> dict[str, Any]:
-    """Test-split PSNR/SSIM at 0, 5, 10 and 20 dB on the first ``n`` test images of ``dataset``.
+def evaluate_jscc(model, n: int = 2000, seed: int = 0, dataset: str = "fashion-mnist",
+                  link: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Test-split PSNR/SSIM at 0, 5, 10 and 20 dB on the first ``n`` test images of ``dataset``, over the
+    model's training link (its channel and the recipe's ``[link]`` options and stages).
 
     Spec options (``natural-patches?per_photo=2048``) are dropped: the test split is the dataset's
     standard one (natural-patches: 256 patches of each test photo).
@@ -165,16 +167,17 @@ def evaluate_jscc(model, n: int = 2000, seed: int = 0, dataset: str = "fashion-m
     from diffcomm.data import get_dataset
     from diffcomm.data.datasets import parse_dataset_spec
     from diffcomm.metrics import psnr, ssim
-    from diffcomm.transmit.deepjscc import simulate
+    from diffcomm.transmit.deepjscc import simulate, training_link
 
     base = parse_dataset_spec(dataset)[0]
     x = get_dataset(base, "test").images[:n]
     n = len(x)
     out: dict[str, Any] = {"test_images": n, "dataset": base, "channel": model.config.channel}
+    channel, stages = training_link(model.config.channel, link)
     for snr in (0.0, 5.0, 10.0, 20.0):
         gen = torch.Generator().manual_seed(seed)
         x_hat = torch.cat([simulate(model, x[i:i + 500], torch.full((len(x[i:i + 500]),), snr),
-                                    model.config.channel, gen) for i in range(0, n, 500)])
+                                    channel, gen, stages) for i in range(0, n, 500)])
         out[f"psnr_{snr:g}dB"] = float(psnr(x_hat, x).mean())
         out[f"ssim_{snr:g}dB"] = float(ssim(x_hat, x).mean())
     return out
@@ -295,7 +298,8 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
     elif kind == "classifier":
         metrics = evaluate_classifier(model)
     elif kind == "jscc":
-        metrics = evaluate_jscc(model, dataset=str(config.get("data", {}).get("dataset", "fashion-mnist")))
+        metrics = evaluate_jscc(model, dataset=str(config.get("data", {}).get("dataset", "fashion-mnist")),
+                                link=config.get("link"))
     else:
         raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
     config["metrics"] = metrics
