@@ -7,7 +7,9 @@ separation baseline); columns are links (all CBR 1/16, DeepJSCC encoder of the r
 * ``flat``: Rayleigh block fading, perfect CSI (the matched case of the shipped models);
 * ``ofdm`` / ``ofdm-isi``: OFDM over 3GPP TDL-A (300 ns, 32 subcarriers at 60 kHz, 11 taps) with a CP of 10
   samples (no ISI) / no CP (ISI + ICI at −16.9 dB of the signal power, DiffCom's removed-CP test; guided
-  receivers model the frame operator, per-symbol decoders do not);
+  receivers model the frame operator, per-symbol decoders do not); ``ofdm-isi-unmodelled``: the same link with
+  guided receivers that ignore the ISI (``model_isi=False``, the per-subcarrier operator diag(H); model-aware
+  rows only, the decoders are the same as in ``ofdm-isi``);
 * ``mimo``: 2×2 spatial multiplexing, i.i.d. Rayleigh, MMSE front end;
 * ``clip-modelled`` / ``clip-unmodelled``: transmitter clipping at 0.8 × rms on Rayleigh, in the receiver's
   operator or not (the decoder row uses the clipping-trained model where it is modelled);
@@ -42,7 +44,8 @@ import torch
 OUT = Path("results/robustness")
 SNRS = (5.0, 10.0)
 OFDM = {"profile": "A", "delay_spread": 3e-7, "fft_size": 32, "subcarrier_spacing": 60e3}
-COLUMNS = ("flat", "ofdm", "ofdm-isi", "mimo", "clip-modelled", "clip-unmodelled", "adc4", "snr+3", "snr-3",
+COLUMNS = ("flat", "ofdm", "ofdm-isi", "ofdm-isi-unmodelled", "mimo", "clip-modelled", "clip-unmodelled", "adc4",
+           "snr+3", "snr-3",
            "ofdm-ls", "ofdm-lmmse", "ofdm-blind")
 ROWS = ("deepjscc", "deepjscc-rayleigh", "dps", "hifi", "pnp_cm", "blind", "digital")
 CSI_COLUMNS = {"ofdm-blind"}                       # columns without CSI: only the blind receiver decodes them
@@ -64,8 +67,8 @@ def column_link(column: str, snr: float, encoder: str):
             kw = {"csi": "estimated", "n_pilots": 1, "pilot_estimator": column.split("-")[1]}
         elif column == "ofdm-blind":
             kw = {"csi": "none"}
-    elif column == "ofdm-isi":
-        channel = make_channel("ofdm", cp_length=0, **OFDM)
+    elif column in ("ofdm-isi", "ofdm-isi-unmodelled"):
+        channel = make_channel("ofdm", cp_length=0, model_isi=column == "ofdm-isi", **OFDM)
     elif column == "mimo":
         channel = make_channel("mimo", n_t=2, n_r=2, detector="mmse")
     elif column.startswith("clip"):
@@ -87,6 +90,8 @@ def row_plan(row: str, column: str) -> tuple[str, str] | None:
     if row == "blind":
         return ("blind", "deepjscc") if blind_col else None
     if blind_col:
+        return None
+    if column == "ofdm-isi-unmodelled" and row not in ("dps", "hifi", "pnp_cm"):
         return None
     own = "deepjscc-rayleigh-clip" if column == "clip-modelled" else "deepjscc"
     if row == "deepjscc":
@@ -197,6 +202,16 @@ def assemble(cells: Path, out: Path) -> None:
     lines.append("Channel uses per image (k = 49 data symbols): " +
                  ", ".join(f"{c} {u:g}" for c, u in uses.items() if u is not None) + ".")
     (out / "matrix.md").write_text("\n".join(lines) + "\n")
+    compact = ["| receiver | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for row in ROWS:
+        txt = []
+        for col in COLUMNS:
+            rs = [by.get((row, col, snr)) for snr in SNRS]
+            txt.append("—" if row_plan(row, col) is None else " / ".join(
+                "…" if r is None else f"{r['psnr']['mean']:.1f}±{(r['psnr']['ci_high'] - r['psnr']['ci_low']) / 2:.1f}"
+                for r in rs))
+        compact.append(f"| {row} | " + " | ".join(txt) + " |")
+    (out / "matrix_psnr.md").write_text("\n".join(compact) + "\n")
     for snr in SNRS:
         heatmap(by, snr, out / f"matrix_psnr_{snr:g}dB.png")
     print(f"wrote {out / 'matrix.json'}, {out / 'matrix.md'} and the PSNR heat maps ({len(records)} cells)")

@@ -1,4 +1,5 @@
-"""Every registered receiver over every new link (MIMO front ends, impairment stages, OFDM with and without ISI): the contract of
+"""Every registered receiver over every new link (MIMO front ends, impairment stages, OFDM with and without
+ISI): the contract of
 ``tests/receivers/test_contract.py`` — shape, dtype, range, NFE = prior calls, determinism — or a one-line
 refusal naming the problem where the link cannot serve the receiver (blind on MIMO, linear-only receivers
 on a modelled nonlinear stage)."""

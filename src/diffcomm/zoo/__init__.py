@@ -174,12 +174,13 @@ def weights_digest(name: str) -> str:
     Results record the digests of the models they used, so a rerun after a model is reshipped
     does not mix records from two different sets of weights.
     """
-    if name not in _DIGESTS:
-        path = WEIGHTS_DIR / f"{name}.safetensors"
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    key = str(path.resolve())            # by file: a zoo folder swapped in (tests, a user's copy) never reuses a digest
+    if key not in _DIGESTS:
         if not path.is_file():
             raise DiffcommError(f"unknown model '{name}'; shipped models: {', '.join(list_models()) or 'none'}")
-        _DIGESTS[name] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return _DIGESTS[name]
+        _DIGESTS[key] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _DIGESTS[key]
 
 
 _DIGESTS: dict[str, str] = {}
