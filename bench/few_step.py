@@ -29,7 +29,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -39,6 +38,7 @@ import torch
 
 from diffcomm import zoo
 from diffcomm.data import get_dataset
+from diffcomm.eval.runner import machine_info
 from diffcomm.metrics import psnr, ssim
 from diffcomm.pipeline import build_link, decode
 from diffcomm.utils import atomic_write_json, git_revision
@@ -134,9 +134,7 @@ def measure(n_images: int, out: Path, with_flow: bool) -> None:
         "priors": {k: ({"kind": "flow", "checkpoint": str(FLOW_CHECKPOINT.relative_to(ROOT)), "ema_step": s}
                        if s is not None else {"kind": "edm", "zoo": k}) for k, (_, s) in priors.items()},
         "rows": rows,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "load_average": os.getloadavg()},
+        "machine": {**machine_info(torch.get_num_threads()), "load_average": list(os.getloadavg())},
         "git_revision": git_revision(),
         "command": f"python bench/few_step.py --images {n_images}",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

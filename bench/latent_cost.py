@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 
 from diffcomm import zoo
 from diffcomm.data import get_dataset
+from diffcomm.eval.runner import machine_info
 from diffcomm.metrics import psnr, ssim
 from diffcomm.pipeline import build_link, decode
 from diffcomm.receivers.base import complex_sq_norm
@@ -170,9 +170,7 @@ def measure(n_images: int, steps: int, repeats: int, out: Path) -> None:
                   "weights_sha256_16": {n: zoo.weights_digest(n) for n in ("fmnist-prior", "fmnist-latent-prior")}},
         "cost_per_evaluation": c,
         "quality": q,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "load_average": os.getloadavg()},
+        "machine": {**machine_info(torch.get_num_threads()), "load_average": list(os.getloadavg())},
         "git_revision": git_revision(),
         "command": f"python bench/latent_cost.py --images {n_images} --steps {steps} --repeats {repeats}",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -151,12 +151,14 @@ def initial_channel_estimate(link, rx, n_phase: int = 16, n0: float | None = Non
     power on tap 0; the refinement estimates all L taps). ``refine``: alternations (None: :func:`default_refine`).
     """
     model = channel_model(link, rx)
-    theta, n0_hat = _initial_theta(link, rx, model, n_phase, n0, default_refine(model) if refine is None else refine)
+    unit = link.operator(rx, h=torch.ones(rx.y.shape, dtype=rx.y.dtype))
+    theta, n0_hat = _initial_theta(link, rx, model, unit, n_phase, n0,
+                                   default_refine(model) if refine is None else refine)
     return (theta[:, 0] if type(model) is FlatGain else theta), n0_hat
 
 
-def _initial_theta(link, rx, model: FlatGain, n_phase: int, n0: float | None, refine: int):
-    unit = link.operator(rx, h=torch.ones(rx.y.shape, dtype=rx.y.dtype))
+def _initial_theta(link, rx, model: FlatGain, unit, n_phase: int, n0: float | None, refine: int):
+    """Step 1 on the unit-gain operator ``unit`` (s = A₁(x)): (θ̂ (B, L), N̂0 (B,))."""
     power = rx.y.abs().pow(2).mean(1)
     n0_hat = torch.full_like(power, float(n0 if n0 is not None else rx.n0))
     mag = (power - n0_hat).clamp_min(0.05).sqrt()
@@ -202,8 +204,8 @@ def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa
     with Timer() as t:
         unit = link.operator(rx, h=torch.ones(rx.y.shape, dtype=rx.y.dtype))
         model = channel_model(link, rx)
-        theta, n0_hat = _initial_theta(link, rx, model, n_phase, None, default_refine(model) if refine is None
-                                       else refine)
+        theta, n0_hat = _initial_theta(link, rx, model, unit, n_phase, None,
+                                       default_refine(model) if refine is None else refine)
         state = {"theta": theta, "n0": n0_hat}
 
         def data_fit(x0: torch.Tensor) -> torch.Tensor:
