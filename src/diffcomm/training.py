@@ -501,6 +501,9 @@ class DataSection:
     dataset: str = "fashion-mnist"
     split: str = "train"
     limit: int | None = field(default=None, metadata=bounds(1, 10 ** 9))
+    # priors: with limit, a random subset of that many images drawn with this seed (else the first N;
+    # mnist-subset is sorted by class, so its first 100 are all zeros)
+    subset_seed: int | None = field(default=None, metadata=bounds(0, SEED_LIMIT, high_open=True))
     cond_dropout: float = field(default=0.1, metadata=bounds(0, 1, high_open=True))
 
 
@@ -529,7 +532,7 @@ def _model_section(kind: str) -> type:
 
 
 # Keys of [data] per kind (a key another kind uses is unknown here, not silently ignored).
-_DATA_KEYS = {"prior": ("dataset", "split", "limit", "cond_dropout"),
+_DATA_KEYS = {"prior": ("dataset", "split", "limit", "subset_seed", "cond_dropout"),
               "flow": ("dataset", "split", "limit", "cond_dropout"), "classifier": ("dataset",),
               "jscc": ("dataset",)}
 
@@ -547,6 +550,8 @@ def validate_training_config(kind: str, config: dict[str, Any]) -> dict[str, Any
     sections: dict[str, Any] = {"name": str, "description": str, "model": dict, "data": dict, "train": dict}
     if kind in ("prior", "flow"):
         sections["snapshot"] = dict
+    if kind == "prior":                      # fine-tuning a shipped prior (domain adaptation)
+        sections["init"] = dict
     if kind == "jscc":                       # the training link and a shipped model to start from
         sections["link"] = dict
         sections["init"] = dict

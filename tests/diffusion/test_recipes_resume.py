@@ -1,4 +1,5 @@
-"""Each training recipe of this package's priors resumes after kill -9 to the weights of an uninterrupted run.
+"""Each training recipe of this package's priors (and the conditional and bridge decoders, and a fine-tuned
+prior) resumes after kill -9 to the weights of an uninterrupted run.
 
 The child process trains a tiny config and SIGKILLs itself right after its first checkpoint; rerunning the
 same call resumes from it. The exported weights then equal, bitwise, those of a run never interrupted."""
@@ -20,6 +21,15 @@ RECIPES = {
     "consistency": ("diffcomm.diffusion.train_consistency", "run_consistency_training",
                     {"name": "tiny-cm", "distill": {"teacher": "fmnist-prior", "num_scales": 6},
                      "data": {"limit": 32}, "train": TRAIN}),
+    # domain adaptation: a shipped prior fine-tuned on a random subset of digits
+    "prior-init": ("diffcomm.diffusion.train_prior", "run_prior_training",
+                   {"name": "tiny-adapt", "init": {"model": "fmnist-prior"},
+                    "data": {"dataset": "mnist-subset", "limit": 16, "subset_seed": 0}, "train": TRAIN}),
+    "conditional": ("diffcomm.diffusion.conditional", "run_conditional_training",
+                    {"name": "tiny-cdm", "condition": {"init": "fmnist-prior"}, "data": {"limit": 16}, "train": TRAIN}),
+    "bridge": ("diffcomm.diffusion.bridge", "run_bridge_training",
+               {"name": "tiny-i2sb", "condition": {"init": "fmnist-prior", "channels": ["rayleigh"]},
+                "bridge": {"beta": 0.2}, "data": {"limit": 16}, "train": TRAIN}),
 }
 
 KILL_SCRIPT = r"""

@@ -43,9 +43,12 @@ NETWORK_PRIORS = ("denoiser", "latent")
 
 
 def prior_of(spec, prior):
-    """The prior a receiver of ``spec``'s kind takes: the pixel prior, the shipped latent prior, or None."""
+    """The prior a receiver of ``spec``'s kind takes: the model it is built for (its ``default_priors``,
+    e.g. a conditional or bridge network), the pixel prior, the shipped latent prior, or None."""
     if spec.prior == "latent":
         return zoo.load("fmnist-latent-prior")
+    if (1, 28, 28) in spec.default_priors:
+        return zoo.load(spec.default_priors[(1, 28, 28)])
     return prior if spec.prior == "denoiser" else None
 
 
@@ -67,9 +70,9 @@ class CallCounter:
     def __init__(self, prior):
         self.prior, self.calls = prior, 0
 
-    def __call__(self, x, sigma, class_labels=None):
+    def __call__(self, x, sigma, class_labels=None, **kwargs):
         self.calls += 1
-        return self.prior(x, sigma, class_labels)
+        return self.prior(x, sigma, class_labels, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.prior, name)
@@ -101,7 +104,7 @@ def test_output_shape_range_nfe_and_determinism(name, prior, images):
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_received_signal_gives_one_line_errors(name, prior, images):
     spec, link, rx = setup(name, images[:2])
-    p = prior if spec.prior == "denoiser" else None
+    p = prior_of(spec, prior)
     nan_y = rx.y.clone()
     nan_y[0, 0] = complex(math.nan, 0.0)
     for bad, message in [(dataclasses.replace(rx, y=nan_y), "NaN"),
@@ -115,7 +118,7 @@ def test_bad_received_signal_gives_one_line_errors(name, prior, images):
 @pytest.mark.parametrize("name", NAMES)
 def test_missing_csi_and_incompatible_links_are_refused(name, prior, images):
     spec, link, rx = setup(name, images[:2])
-    p = prior if spec.prior == "denoiser" else None
+    p = prior_of(spec, prior)
     if spec.csi == "required":
         with pytest.raises(DiffcommError, match="CSI|channel state") as err:
             spec.fn(link, dataclasses.replace(rx, h_hat=None), p, **fast_options(spec))
@@ -194,7 +197,7 @@ def test_quality_is_non_decreasing_in_snr(name, channel, prior, images):
     from diffcomm.metrics import psnr
 
     spec = get_spec(name)
-    p = prior if spec.prior == "denoiser" else None
+    p = prior_of(spec, prior)
     options = {"steps": 6} if "steps" in spec.options else {}
     rows = []
     for snr in SNRS:

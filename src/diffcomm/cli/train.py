@@ -18,12 +18,16 @@ KINDS = {
     "taskjscc": ("diffcomm.scenarios.taskjscc", "run_taskjscc_training"),
     "autoencoder": ("diffcomm.diffusion.autoencoder", "run_autoencoder_training"),
     "latent-prior": ("diffcomm.diffusion.autoencoder", "run_latent_prior_training"),
+    "conditional": ("diffcomm.diffusion.conditional", "run_conditional_training"),
+    "bridge": ("diffcomm.diffusion.bridge", "run_bridge_training"),
 }
 # Kinds whose recipe schema lives beside their code (the rest: diffcomm.training.validate_training_config).
 VALIDATORS = {"taskjscc": ("diffcomm.scenarios.taskjscc", "validate_taskjscc_config"),
               "consistency": ("diffcomm.diffusion.train_consistency", "validate_consistency_config")}
 VALIDATORS.update({"autoencoder": ("diffcomm.diffusion.autoencoder", "validate_autoencoder_config"),
-                   "latent-prior": ("diffcomm.diffusion.autoencoder", "validate_latent_prior_config")})
+                   "latent-prior": ("diffcomm.diffusion.autoencoder", "validate_latent_prior_config"),
+                   "conditional": ("diffcomm.diffusion.conditional", "validate_condition_config"),
+                   "bridge": ("diffcomm.diffusion.bridge", "validate_bridge_config")})
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -149,6 +149,21 @@ def data_cfg_dataset(config: dict[str, Any]) -> str:
     return str(dict(config.get("data", {})).get("dataset", "fashion-mnist"))
 
 
+def init_model_name(config: dict[str, Any]) -> str | None:
+    """The ``[init] model`` of a prior recipe (a shipped EDM prior to fine-tune from), or None."""
+    init = config.get("init")
+    if init is None:
+        return None
+    bad = sorted(set(init) - {"model"})
+    if bad or not isinstance(init.get("model"), str):
+        raise DiffcommError("[init] takes one key, model = the name of a shipped EDM prior to start from")
+    from diffcomm import zoo
+
+    if zoo.model_config(init["model"]).get("kind") != "prior":
+        raise DiffcommError(f"[init] model {init['model']!r} is not a shipped EDM prior (kind 'prior')")
+    return init["model"]
+
+
 def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True,
                        kind: str = "prior") -> dict:
     """Build the task from a parsed config and train it (resumable).
@@ -162,9 +177,10 @@ def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bo
     if kind not in ("prior", "flow"):
         raise DiffcommError(f"run_prior_training: kind must be 'prior' or 'flow', got {kind!r}")
     validate_training_config(kind, config)
-    unknown = sorted(set(config) - {"model", "data", "train", "snapshot", "name", "description"})
+    unknown = sorted(set(config) - {"model", "data", "train", "snapshot", "name", "description", "init"})
     if unknown:
-        raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train], [snapshot]")
+        raise DiffcommError(f"unknown config sections {unknown}; expected [model], [data], [train], [snapshot], [init]")
+    init = init_model_name(config) if kind == "prior" else None
     snap = dict(config.get("snapshot", {}))
     bad = sorted(set(snap) - {"quality_samples", "keep_ema_at"})
     if bad:
@@ -182,6 +198,14 @@ def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bo
         model_cfg = UNetConfig.from_dict(config.get("model", {}))
     except TypeError as exc:
         raise DiffcommError(f"bad [model] section: {exc}") from None
+    if init is not None:
+        from diffcomm import zoo
+
+        init_cfg = UNetConfig.from_dict(zoo.model_config(init)["model"])
+        if "model" in config and model_cfg != init_cfg:
+            raise DiffcommError(f"[model] differs from the [init] model {init!r}'s architecture; "
+                                f"leave [model] out to copy it")
+        model_cfg = init_cfg
     data_cfg = dict(config.get("data", {}))
     train_cfg = TrainConfig.from_dict(config.get("train", {}))
     dataset = data_cfg.get("dataset", "fashion-mnist")
@@ -190,12 +214,20 @@ def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bo
         raise DiffcommError(f"[model] in_channels={model_cfg.in_channels} but {dataset} has "
                             f"{images.shape[1]} channels")
     limit = data_cfg.get("limit")
-    if limit:
+    if limit and data_cfg.get("subset_seed") is not None:     # a random subset (class-balanced in expectation)
+        keep = torch.randperm(len(images), generator=torch.Generator().manual_seed(int(data_cfg["subset_seed"])))
+        keep = keep[:limit].sort().values
+        images, labels = images[keep], labels[keep]
+    elif limit:
         images, labels = images[:limit], labels[:limit]
     task_cls = FlowTask if kind == "flow" else PriorTask
     task = task_cls(images, labels if model_cfg.num_classes else None, model_cfg,
                      train_cfg.batch_size, train_cfg.seed, float(data_cfg.get("cond_dropout", 0.1)),
                      quality_samples=quality_samples, keep_ema_at=tuple(keep_ema_at))
+    if init is not None:
+        from diffcomm import zoo
+
+        task.model.load_state_dict(zoo.load(init).state_dict())   # fine-tuning starts from the shipped prior
     if kind == "flow":
         precond = {"type": "rectified-flow", "path": "x_t = (1 - t) x0 + t eps", "target": "eps - x0",
                    "t_sampling": FlowTask.t_sampling, "net_time_input": "t", "sigma_min": 0.002,
@@ -203,7 +235,8 @@ def run_prior_training(config: dict[str, Any], out_dir: str | Path, progress: bo
     else:
         precond = {"type": "edm", "sigma_data": 0.5, "data_space": "[-1, 1]"}
     run_config = {"kind": kind, "name": config.get("name", kind), "model": model_cfg.to_dict(),
-                  "data": {"dataset": dataset, "n": len(images), **data_cfg}, "preconditioning": precond}
+                  "data": {"dataset": dataset, "n": len(images), **data_cfg}, "preconditioning": precond,
+                  **({"init": {"model": init}} if init is not None else {})}
     return train(task, train_cfg, out_dir, run_config=run_config, progress=progress)
 
 

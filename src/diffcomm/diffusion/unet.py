@@ -169,8 +169,12 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor,
-                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+                class_labels: torch.Tensor | None = None, emb_extra: torch.Tensor | None = None) -> torch.Tensor:
+        """``emb_extra`` (B, emb_dim): an extra conditioning embedding added to the noise-level one
+        (:mod:`diffcomm.diffusion.conditional` feeds the channel SNR and fading gain through it)."""
         emb = self.emb_mlp(sinusoidal_embedding(c_noise.reshape(-1).expand(x.shape[0]), self.config.emb_dim))
+        if emb_extra is not None:
+            emb = emb + emb_extra
         if self.class_emb is not None:
             if class_labels is None:  # unconditional use of a conditional net: the null class
                 class_labels = torch.full((x.shape[0],), self.config.num_classes, dtype=torch.long,

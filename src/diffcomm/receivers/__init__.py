@@ -22,6 +22,7 @@ from diffcomm.receivers import (  # noqa: F401
     dps,
     flow_lt,
     hifi,
+    i2sb,
     jscc_decoder,
     latent_dps,
     linear,

@@ -338,3 +338,27 @@ def jscc_reconstruction(link, rx, h: torch.Tensor | None = None,
         noise = noise.reshape(-1, 1)
     s_hat, _ = equalize_mmse(rx.y, hk, noise)
     return model.decode(s_hat, decoder_snr(model, link, rx, hk))
+
+
+def channel_condition(link, rx, x_jscc: torch.Tensor):
+    """The condition of a training-time conditional decoder (:mod:`diffcomm.diffusion.conditional`): the
+    DeepJSCC reconstruction in model space, the link SNR held inside the DeepJSCC's training range (as
+    the decoder is told, :func:`decoder_snr`) and the fading gain 10·log10 mean |ĥ|² (0 dB over AWGN)."""
+    from diffcomm.diffusion.conditional import ChannelCondition
+
+    model = jscc_model(link)
+    cfg = getattr(model, "config", None)
+    snr = float(getattr(link, "receiver_snr_db", link.snr_db))
+    snr = min(max(snr, getattr(cfg, "snr_min_db", -math.inf)), getattr(cfg, "snr_max_db", math.inf))
+    h = rx.h_hat
+    gain = torch.zeros(rx.batch) if h is None else \
+        10 * torch.log10(h.abs().pow(2).reshape(rx.batch, -1).mean(1).clamp_min(1e-6)).float()
+    return ChannelCondition(x_jscc * 2 - 1, torch.full((rx.batch,), snr), gain)
+
+
+def check_model_kind(prior, kind: str, receiver: str) -> None:
+    """One-line error unless ``prior`` is the model kind a receiver is built for (its ``model_kind``, read
+    through wrappers such as call counters: ``"conditional"``, ``"bridge"``)."""
+    if getattr(prior, "model_kind", None) != kind:
+        raise DiffcommError(f"{receiver} needs a '{kind}' model (e.g. the shipped one it defaults to), got "
+                            f"{type(prior).__name__}; train one with `diffcomm train {kind}`")

@@ -57,9 +57,10 @@ class CountingPrior:
         self.prior = prior
         self.nfe = 0
 
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
-        self.nfe += 1
-        return self.prior(x, sigma, class_labels)
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: torch.Tensor | None = None,
+                 **kwargs: Any) -> torch.Tensor:
+        self.nfe += 1        # kwargs: a conditional model's condition (diffcomm.diffusion.conditional)
+        return self.prior(x, sigma, class_labels, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name == "prior":

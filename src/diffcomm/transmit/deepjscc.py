@@ -204,7 +204,8 @@ def training_link(channel: str, link: dict[str, Any] | None = None) -> tuple[Any
 
 
 def simulate(model: DeepJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: Any,
-             generator: torch.Generator | None = None, stages: tuple = ()) -> torch.Tensor:
+             generator: torch.Generator | None = None, stages: tuple = (),
+             return_gain: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """End-to-end pass: encode → power normalise → [tx stages] → channel → MMSE equalise → decode.
 
     ``channel`` is "awgn", "rayleigh" (block fading, one h per image) or a
@@ -213,6 +214,7 @@ def simulate(model: DeepJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: An
     symbols and the post-equalisation SNR ``SNR + 10 log10 mean |ĥ|²`` (ĥ: the per-symbol gains the
     receiver equalises with; a MIMO front end's stream gains), as the link's DeepJSCC receiver does
     (:func:`diffcomm.receivers.base.jscc_reconstruction`). Differentiable (used for training).
+    ``return_gain=True`` also returns the fading gain 10 log10 mean |ĥ|² per image (B,), 0 over AWGN.
     """
     from diffcomm.channels import equalize_mmse, make_channel, normalize_power, snr_db_to_n0
     from diffcomm.channels.impairments import transmit_stages
@@ -228,8 +230,10 @@ def simulate(model: DeepJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: An
     else:
         y, h_rx = ch.apply(z, h, n0, generator), h
     s_hat, _ = equalize_mmse(y, h_rx, n0)
-    eff_snr_db = snr_db + 10 * torch.log10(h_rx.abs().pow(2).mean(1).clamp_min(1e-6))
-    return model.decode(s_hat, eff_snr_db if ch.name != "awgn" else snr_db)
+    gain_db = 10 * torch.log10(h_rx.abs().pow(2).mean(1).clamp_min(1e-6)) if ch.name != "awgn" \
+        else torch.zeros_like(snr_db)
+    x_hat = model.decode(s_hat, snr_db + gain_db)
+    return (x_hat, gain_db) if return_gain else x_hat
 
 
 def build_deepjscc(config: dict[str, Any]) -> DeepJSCC:

@@ -83,6 +83,18 @@ def _build_latent_prior(config: dict[str, Any]) -> nn.Module:
     return build_latent_prior(config)
 
 
+def _build_conditional(config: dict[str, Any]) -> nn.Module:
+    from diffcomm.diffusion.conditional import build_conditional
+
+    return build_conditional(config)
+
+
+def _build_bridge(config: dict[str, Any]) -> nn.Module:
+    from diffcomm.diffusion.bridge import build_bridge
+
+    return build_bridge(config)
+
+
 # kind -> builder(config) -> module with matching state_dict. Extend by adding an entry.
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "prior": _build_prior,
@@ -93,6 +105,8 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "taskjscc": _build_taskjscc,
     "autoencoder": _build_autoencoder,  # latent diffusion's first stage (not a prior)
     "latent-prior": _build_latent_prior,  # a LatentPrior: a prior on a latent, not in PRIOR_KINDS (pixel priors)
+    "conditional": _build_conditional,    # a denoiser conditioned on the channel output (the cdm receiver's)
+    "bridge": _build_bridge,              # an image-to-image bridge network (the i2sb receiver's)
 }
 
 

@@ -147,12 +147,14 @@ def sample_grid(prior, path: str | Path, guidance: float = 1.0, steps: int = 18,
     save_grid(path, samples, nrow=10)
 
 
-def evaluate_classifier(classifier) -> dict[str, Any]:
+def evaluate_classifier(classifier, dataset: str = "fashion-mnist") -> dict[str, Any]:
+    """Accuracy on the test split of the dataset the classifier was trained on."""
     from diffcomm.data import get_dataset
     from diffcomm.metrics.classifier import accuracy
 
-    test = get_dataset("fashion-mnist", "test")
-    return {"test_accuracy": accuracy(classifier, test.images, test.labels), "test_images": len(test.images)}
+    test = get_dataset(dataset, "test")
+    return {"test_accuracy": accuracy(classifier, test.images, test.labels), "test_images": len(test.images),
+            "dataset": dataset}
 
 
 @torch.no_grad()
@@ -232,6 +234,9 @@ def run_model_config(run: Path) -> dict[str, Any]:
     return config
 
 
+DECODER_KINDS = ("conditional", "bridge")   # trained decoders conditioned on the channel output
+
+
 def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | Path | None = None,
          docs_dir: str | Path = "docs/images", ema_step: int | None = None, **options: Any) -> dict[str, Any]:
     """Evaluate a finished training run and copy it into the zoo with its record.
@@ -259,13 +264,13 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
                               "git_revision": training.get("git_revision"),
                               "at_final_step": {k: v for k, v in training.items() if k != "git_revision"}}
     kind = config["kind"]
-    if kind not in (*PRIOR_KINDS, *LATENT_KINDS, "classifier", "jscc"):
+    if kind not in (*PRIOR_KINDS, *LATENT_KINDS, *DECODER_KINDS, "classifier", "jscc"):
         raise DiffcommError(f"don't know how to evaluate kind {kind!r}")
     if not name or "/" in name or name.startswith("."):
         raise DiffcommError(f"--name must be a plain model name like fmnist-prior, got {name!r}")
     out = Path(weights_dir) if weights_dir else zoo.WEIGHTS_DIR
     check_output_path(out, "dir", what="zoo folder")
-    if kind in (*PRIOR_KINDS, *LATENT_KINDS):
+    if kind in (*PRIOR_KINDS, *LATENT_KINDS, *DECODER_KINDS):
         check_output_path(docs_dir, "dir", what="docs folder")
     model = zoo.load_weights(weights, config)
     if ema_step is not None:
@@ -295,8 +300,19 @@ def ship(run_dir: str | Path, name: str, recipe: str | Path, weights_dir: str | 
         from diffcomm.diffusion.autoencoder import latent_metrics
 
         metrics = latent_metrics(model, config, name, docs_dir)
+    elif kind in DECODER_KINDS:   # conditional / bridge decoders: the run's last logged reconstruction PSNRs
+        snaps = [r for r in training_snapshots(run / "log.jsonl") if any(k.startswith("psnr") for k in r)]
+        if not snaps:
+            raise DiffcommError(f"{run}/log.jsonl has no snapshot to ship; run at least snapshot_every steps")
+        metrics = {k: v for k, v in snaps[-1].items() if k not in ("loss", "lr", "seconds")}
+        metrics["metrics_source"] = (f"training snapshot at step {metrics.pop('step')}: mean PSNR (dB) on 64 "
+                                     "Fashion-MNIST test images at 5 dB, beside the DeepJSCC decoder's")
+        if (run / f"samples_{snaps[-1]['step']:07d}.png").is_file():
+            grid = Path(docs_dir) / f"{name}-samples.png"
+            shutil.copyfile(run / f"samples_{snaps[-1]['step']:07d}.png", grid)
+            metrics["sample_grid"] = str(grid)
     elif kind == "classifier":
-        metrics = evaluate_classifier(model)
+        metrics = evaluate_classifier(model, str(config.get("data", {}).get("dataset", "fashion-mnist")))
     elif kind == "jscc":
         metrics = evaluate_jscc(model, dataset=str(config.get("data", {}).get("dataset", "fashion-mnist")),
                                 link=config.get("link"))
