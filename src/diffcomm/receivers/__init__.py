@@ -16,6 +16,7 @@ Example:
 from diffcomm.receivers import (  # noqa: F401
     blind,
     cddm,
+    cdm,
     daps,
     ddnm,
     diffpir,
