@@ -24,6 +24,11 @@ Config (TOML)::
     [snapshot]         # optional: quality at every [train] snapshot_every steps
     quality_samples = 1000   # FD-cls / accuracy of this many samples (0 = sample grid only)
     keep_ema_at = [10000]    # also export the EMA weights at these steps (ema_<step>.safetensors)
+    [init]             # optional (prior only): fine-tune a shipped EDM prior (domain adaptation);
+    model = "fmnist-prior-long"   # [model] may then be left out (it is copied from that model)
+
+``[data] limit = N`` takes the first N images; with ``subset_seed`` a random subset of N drawn with that
+seed instead (mnist-subset is sorted by class: its first 100 images are all zeros).
 
 With ``quality_samples`` the log records, at each snapshot, the conditional accuracy of
 class-conditional samples (CFG w = 1) under the shipped classifier and FD-cls / KID-cls of
