@@ -21,7 +21,8 @@ import torch
 OUT = Path("results/conditional")
 CANDIDATES = {"i2sb": [{"steps": s} for s in (1, 2, 4, 10)],
               "cdm": [{"steps": 10, "cfg_weight": w} for w in (0.0, 0.5, 1.0, 2.0)]
-              + [{"steps": 18, "cfg_weight": 0.0}]}
+              + [{"steps": 18, "cfg_weight": 0.0}]
+              + [{"steps": 10, "cfg_weight": w, "start_sigma": s} for w in (0.0, 1.0) for s in (0.2, 0.3, 0.5)]}
 SNRS = (0.0, 10.0)
 
 

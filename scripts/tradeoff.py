@@ -37,14 +37,15 @@ SWEEPS: dict[str, tuple[str, list[dict]]] = {
     "dps": ("zeta", [{"steps": 20, "zeta": z} for z in (0.5, 1.0, 2.0, 4.0)]),
     "hifi": ("lam_confirm", [{"steps": 10, "lam_confirm": v} for v in (0.0, 3.0, 30.0)]),
     "i2sb": ("steps", [{"steps": s} for s in (1, 2, 4, 10, 30)]),
-    "cdm": ("cfg_weight / start_sigma", [{"cfg_weight": w} for w in (0.0, 1.0, 3.0)]
-            + [{"start_sigma": s} for s in (0.3, 1.0)]),
+    "cdm": ("start_sigma, CFG w", [{"cfg_weight": 1.0, "start_sigma": s} for s in (0.2, 0.3, 0.5, 1.0)]
+            + [{"cfg_weight": w, "start_sigma": None} for w in (0.0, 1.0, 3.0)]),
 }
 
 
 def label(options: dict) -> str:
-    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(options.items())
-                    if k != "steps" or len(options) == 1)
+    def fmt(k, v):
+        return f"{k}=noise" if v is None else f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+    return ",".join(fmt(k, v) for k, v in sorted(options.items()) if k != "steps" or len(options) == 1)
 
 
 def cell(receiver: str, options: dict, snr: float, n: int, x, labels, feats, classifier) -> dict:
@@ -116,7 +117,11 @@ def assemble() -> None:
             ax.plot([c["psnr"]["mean"] for c in rows], [c["fd_cls"] for c in rows], "o-", c=colours[receiver],
                     label=f"{receiver} ({SWEEPS[receiver][0]})")
             for c in rows:
-                ax.annotate(label(c["options"]), (c["psnr"]["mean"], c["fd_cls"]), fontsize=7,
+                short = label(c["options"])
+                for long_name, sym in (("cfg_weight", "w"), ("start_sigma", "σ0"), ("lam_confirm", "λ"),
+                                       ("zeta", "ζ"), ("steps", "N")):
+                    short = short.replace(long_name, sym)
+                ax.annotate(short, (c["psnr"]["mean"], c["fd_cls"]), fontsize=7,
                             textcoords="offset points", xytext=(3, 3))
                 lo, hi = c["fd_cls_ci95"]
                 lines.append(f"| {snr:g} | {receiver} | {label(c['options'])} | {c['psnr']['mean']:.2f} | "
