@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from receivers.test_contract import CallCounter, prior_of  # the same counter and prior choice as the registry contract
 
 from diffcomm import zoo
 from diffcomm.channels import make_channel
@@ -51,18 +52,6 @@ def images():
     return get_dataset("fashion-mnist", "test").images[:2]
 
 
-class CallCounter:
-    def __init__(self, prior):
-        self.prior, self.calls = prior, 0
-
-    def __call__(self, x, sigma, class_labels=None):
-        self.calls += 1
-        return self.prior(x, sigma, class_labels)
-
-    def __getattr__(self, name):
-        return getattr(self.prior, name)
-
-
 def build(name: str, link_name: str):
     spec = get_spec(name)
     channel, stages = NEW_LINKS[link_name]
@@ -84,18 +73,17 @@ def test_every_receiver_over_every_new_link(name, link_name, prior, images):
         with pytest.raises(DiffcommError) as err:
             spec_, link = build(name, link_name)
             rx = link.transmit(images, generator=torch.Generator().manual_seed(0))
-            decode(name, link, rx, prior=prior if spec.prior == "denoiser" else None)
+            decode(name, link, rx, prior=prior_of(spec, prior))
         assert "\n" not in str(err.value)
         return
     spec, link = build(name, link_name)
     rx = link.transmit(images, generator=torch.Generator().manual_seed(0))
-    counted = CallCounter(prior) if spec.prior == "denoiser" else None
-    if spec.prior == "latent":  # a latent diffusion prior: the shipped one, counted the same way
-        counted = CallCounter(zoo.load("fmnist-latent-prior"))
+    model = prior_of(spec, prior)     # the pixel prior, or the model the receiver is built for (latent, bridge, ...)
+    counted = CallCounter(model) if model is not None else None
     options = {"steps": 3} if "steps" in spec.options else {}
     res = decode(name, link, rx, prior=counted, generator=torch.Generator().manual_seed(1), **options)
     assert res.x_hat.shape == (2, 1, 28, 28) and res.x_hat.dtype == torch.float32
     assert torch.isfinite(res.x_hat).all() and res.x_hat.min() >= 0 and res.x_hat.max() <= 1
-    assert res.nfe == (counted.calls if counted is not None else 0)
+    assert res.nfe * len(images) == (counted.rows if counted is not None else 0)
     again = decode(name, link, rx, prior=counted, generator=torch.Generator().manual_seed(1), **options)
     assert torch.equal(res.x_hat, again.x_hat)

@@ -160,19 +160,13 @@ class BridgeTask(ConditionalTask):
     @torch.no_grad()
     def snapshot(self, ema: BridgeDenoiser, step: int, out_dir: Path) -> dict[str, Any]:
         """PSNR of 1- and 4-step bridge outputs on 64 test images at 5 dB (per channel) beside the decoder's."""
-        from diffcomm.data import get_dataset, save_grid
-        from diffcomm.diffusion.conditional import simulate_condition
+        from diffcomm.data import save_grid
         from diffcomm.metrics import psnr
 
-        x = get_dataset("fashion-mnist", "test").images[:64]
+        x, conditions = self.snapshot_conditions()
         out: dict[str, Any] = {}
         rows = [x[:8]]
-        for channel in self.section.channels:
-            g = torch.Generator().manual_seed(99)
-            one = ConditionSection(init=self.section.init, jscc_awgn=self.section.jscc_awgn,
-                                   jscc_rayleigh=self.section.jscc_rayleigh, channels=[channel],
-                                   snr_min_db=5.0, snr_max_db=5.0)
-            cond = simulate_condition(self.jscc, x, one, g)
+        for channel, cond, g in conditions:
             out[f"psnr_{channel}_5dB_decoder"] = float(psnr((cond.image + 1) / 2, x).mean())
             for steps in (1, 4):
                 x_hat = sample_bridge(ema, cond, steps=steps, generator=g)

@@ -310,22 +310,32 @@ class ConditionalTask:
         denoised = model(x0 + s * noise, s.flatten(), condition=cond, keep=keep)
         return (weight * (denoised - x0) ** 2).flatten(1).mean(1).mean()
 
+    def snapshot_conditions(self) -> tuple[torch.Tensor, list[tuple[str, ChannelCondition, torch.Generator]]]:
+        """The snapshots' test case: 64 test images and, per training channel, their condition at 5 dB
+        (fixed seed) with the generator that drew it (the sampler continues from it)."""
+        import dataclasses
+
+        from diffcomm.data import get_dataset
+
+        x = get_dataset("fashion-mnist", "test").images[:64]
+        out = []
+        for channel in self.section.channels:
+            g = torch.Generator().manual_seed(99)
+            one = dataclasses.replace(self.section, channels=[channel], snr_min_db=5.0, snr_max_db=5.0)
+            out.append((channel, simulate_condition(self.jscc, x, one, g), g))
+        return x, out
+
     @torch.no_grad()
     def snapshot(self, ema: ConditionalDenoiser, step: int, out_dir: Path) -> dict[str, Any]:
         """PSNR of the conditional model's 10-step Heun reconstructions of 64 test images at 5 dB (per
         training channel) beside the DeepJSCC decoder's, and a grid (originals, decoder, CDM)."""
-        from diffcomm.data import get_dataset, save_grid
+        from diffcomm.data import save_grid
         from diffcomm.metrics import psnr
 
-        x = get_dataset("fashion-mnist", "test").images[:64]
+        x, conditions = self.snapshot_conditions()
         out: dict[str, Any] = {}
         rows = [x[:8]]
-        for channel in self.section.channels:
-            g = torch.Generator().manual_seed(99)
-            section = ConditionSection(init=self.section.init, jscc_awgn=self.section.jscc_awgn,
-                                       jscc_rayleigh=self.section.jscc_rayleigh, channels=[channel],
-                                       snr_min_db=5.0, snr_max_db=5.0)
-            cond = simulate_condition(self.jscc, x, section, g)
+        for channel, cond, g in conditions:
             x_hat = sample_conditional(ema, cond, steps=10, cfg_weight=0.0, generator=g)
             out[f"psnr_{channel}_5dB"] = float(psnr(x_hat, x).mean())
             out[f"psnr_{channel}_5dB_decoder"] = float(psnr((cond.image + 1) / 2, x).mean())
