@@ -103,6 +103,7 @@ class BridgeDenoiser(ModelSpacePrior):
                  sigma_data: float = 0.5):
         super().__init__(net)
         self.beta, self.residual_rms, self.sigma_data = float(beta), float(residual_rms), sigma_data
+        self.source, self.snr_range = "deepjscc", (0.0, 20.0)     # set from the config by build_bridge
 
     def sigma_eff(self, t: torch.Tensor) -> torch.Tensor:
         """The effective noise level of x_t around x0: sqrt((r t)² + β t (1 − t)), floored at σ_min."""
@@ -198,7 +199,7 @@ def run_bridge_training(config: dict[str, Any], out_dir: str | Path, progress: b
         images = images[:data.limit]
     task = BridgeTask(images, section, bridge, train_cfg.batch_size, train_cfg.seed)
     run_config = {"kind": "bridge", "name": config.get("name", "bridge"), "model": task.model_config.to_dict(),
-                  "condition": {**section.__dict__, "source": "deepjscc"}, "bridge": dict(bridge.__dict__),
+                  "condition": dict(section.__dict__), "bridge": dict(bridge.__dict__),
                   "data": {"dataset": data.dataset, "split": data.split, "n": len(images)},
                   "preconditioning": {"type": "edm at sigma_eff(t)", "sigma_data": 0.5, "data_space": "[-1, 1]"}}
     return train(task, train_cfg, out_dir, run_config=run_config, progress=progress)
@@ -206,9 +207,12 @@ def run_bridge_training(config: dict[str, Any], out_dir: str | Path, progress: b
 
 def build_bridge(config: dict[str, Any]) -> BridgeDenoiser:
     """The zoo builder: a :class:`BridgeDenoiser` of the config's [model] and [bridge]."""
-    b = dict(config.get("bridge", {}))
-    return BridgeDenoiser(ConditionedUNet(UNetConfig.from_dict(config["model"])),
-                          beta=b.get("beta", 0.1), residual_rms=b.get("residual_rms", 0.25))
+    b, c = dict(config.get("bridge", {})), dict(config.get("condition", {}))
+    model = BridgeDenoiser(ConditionedUNet(UNetConfig.from_dict(config["model"])),
+                           beta=b.get("beta", 0.1), residual_rms=b.get("residual_rms", 0.25))
+    model.source = c.get("source", "deepjscc")                       # what x1 is: the receiver checks the link
+    model.snr_range = (float(c.get("snr_min_db", 0.0)), float(c.get("snr_max_db", 20.0)))
+    return model
 
 
 __all__ = ["BridgeDenoiser", "BridgeSection", "BridgeTask", "bridge_marginal", "bridge_posterior", "build_bridge",

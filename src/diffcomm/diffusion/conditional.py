@@ -204,6 +204,9 @@ class ConditionSection:
     snr_min_db: float = field(default=0.0, metadata=bounds(-30, 60))
     snr_max_db: float = field(default=20.0, metadata=bounds(-30, 60))
     cond_dropout: float = field(default=0.1, metadata=bounds(0, 1, high_open=True))
+    # what x1 is: the DeepJSCC decoder's output, or the pseudo-inverse A⁺y of the pixel-domain downsampling
+    # link at CBR 1/16 (a linear link; the jscc_* models are then unused)
+    source: str = field(default="deepjscc", metadata=bounds(choices=("deepjscc", "pinv-downsample")))
 
     def __post_init__(self) -> None:
         bad = [c for c in self.channels if c not in ("awgn", "rayleigh")]
@@ -237,7 +240,7 @@ def load_jscc_models(section: ConditionSection) -> dict[str, nn.Module]:
     from diffcomm import zoo
 
     models = {}
-    for channel in section.channels:
+    for channel in () if section.source == "pinv-downsample" else section.channels:
         name = section.jscc_name(channel)
         if zoo.model_config(name).get("kind") != "jscc":
             raise DiffcommError(f"[condition] jscc_{channel} = {name!r} is not a DeepJSCC model")
@@ -270,11 +273,42 @@ def simulate_condition(jscc: dict[str, nn.Module], x: torch.Tensor, section: Con
     gain = torch.zeros(b)
     for i, channel in enumerate(section.channels):
         rows = (which == i).nonzero().flatten()
-        if len(rows):
+        if not len(rows):
+            continue
+        if section.source == "pinv-downsample":
+            level = snr[rows]
+            x_hat, g = pinv_downsample(x[rows], level, channel, generator)
+            snr[rows] = level                                   # the 0.5 dB grid it was simulated on
+        else:
             x_hat, g = simulate(jscc[channel], x[rows], snr[rows], channel, generator, return_gain=True)
-            image[rows] = x_hat.clamp(0, 1)
-            gain[rows] = g
+        image[rows] = x_hat.clamp(0, 1)
+        gain[rows] = g
     return ChannelCondition(image * 2 - 1, snr, gain)
+
+
+def pinv_downsample(x: torch.Tensor, snr_db: torch.Tensor, channel: str,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A⁺y over the pixel-domain downsampling link (CBR 1/16, perfect CSI) and the fading gain 10·log10
+    mean |ĥ|² (0 over AWGN): the receiver side of the ``pinv-downsample`` source. ``snr_db`` is used on a
+    0.5 dB grid (rounded in place, so the condition reports the SNR simulated), one cached link per level."""
+    from diffcomm.pipeline import build_link
+
+    snr_db.copy_((snr_db * 2).round() / 2)
+    out, gain = torch.empty_like(x), torch.zeros(len(x))
+    for level in snr_db.unique():
+        rows = (snr_db == level).nonzero().flatten()
+        key = (channel, tuple(x.shape[1:]), float(level))
+        if key not in _PINV_LINKS:
+            _PINV_LINKS[key] = build_link("downsample", key[1], "1/16", channel, float(level), csi="perfect")
+        link = _PINV_LINKS[key]
+        rx = link.transmit(x[rows], generator=generator)
+        out[rows] = link.operator(rx).pinv(rx.y).clamp(0, 1)
+        if channel != "awgn":
+            gain[rows] = 10 * torch.log10(rx.h_hat.abs().pow(2).reshape(len(rows), -1).mean(1).clamp_min(1e-6))
+    return out, gain
+
+
+_PINV_LINKS: dict = {}
 
 
 class ConditionalTask:
@@ -376,8 +410,7 @@ def run_conditional_training(config: dict[str, Any], out_dir: str | Path, progre
                             f"{data.dataset} has {images.shape[1]}")
     run_config = {"kind": "conditional", "name": config.get("name", "conditional"),
                   "model": task.model_config.to_dict(),
-                  "condition": {**section.__dict__, "inputs": "x_jscc (model space), snr_db, gain_db",
-                                "source": "deepjscc"},
+                  "condition": {**section.__dict__, "inputs": "x1 (model space), snr_db, gain_db"},
                   "data": {"dataset": data.dataset, "split": data.split, "n": len(images)},
                   "preconditioning": {"type": "edm", "sigma_data": 0.5, "data_space": "[-1, 1]"}}
     return train(task, train_cfg, out_dir, run_config=run_config, progress=progress)

@@ -340,20 +340,24 @@ def jscc_reconstruction(link, rx, h: torch.Tensor | None = None,
     return model.decode(s_hat, decoder_snr(model, link, rx, hk))
 
 
-def channel_condition(link, rx, x_jscc: torch.Tensor):
+def channel_condition(link, rx, x1: torch.Tensor, snr_range: tuple[float, float] | None = None):
     """The condition of a training-time conditional decoder (:mod:`diffcomm.diffusion.conditional`): the
-    DeepJSCC reconstruction in model space, the link SNR held inside the DeepJSCC's training range (as
-    the decoder is told, :func:`decoder_snr`) and the fading gain 10·log10 mean |ĥ|² (0 dB over AWGN)."""
+    link's estimate ``x1`` (the DeepJSCC reconstruction, or A⁺y on a linear link) in model space, the link
+    SNR held inside the DeepJSCC's training range on a DeepJSCC link (as the decoder is told,
+    :func:`decoder_snr`) or inside ``snr_range`` (the model's own) otherwise, and the fading gain
+    10·log10 mean |ĥ|² (0 dB over AWGN)."""
     from diffcomm.diffusion.conditional import ChannelCondition
 
-    model = jscc_model(link)
-    cfg = getattr(model, "config", None)
     snr = float(getattr(link, "receiver_snr_db", link.snr_db))
-    snr = min(max(snr, getattr(cfg, "snr_min_db", -math.inf)), getattr(cfg, "snr_max_db", math.inf))
+    if getattr(link, "kind", None) == "jscc":
+        cfg = getattr(jscc_model(link), "config", None)
+        snr_range = (getattr(cfg, "snr_min_db", -math.inf), getattr(cfg, "snr_max_db", math.inf))
+    if snr_range is not None:
+        snr = min(max(snr, snr_range[0]), snr_range[1])
     h = rx.h_hat
     gain = torch.zeros(rx.batch) if h is None else \
         10 * torch.log10(h.abs().pow(2).reshape(rx.batch, -1).mean(1).clamp_min(1e-6)).float()
-    return ChannelCondition(x_jscc * 2 - 1, torch.full((rx.batch,), snr), gain)
+    return ChannelCondition(x1 * 2 - 1, torch.full((rx.batch,), snr), gain)
 
 
 def check_model_kind(prior, kind: str, receiver: str) -> None:
