@@ -186,17 +186,12 @@ def validate_bridge_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def run_bridge_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
     """``diffcomm train bridge``: the I2SB receiver's network from a recipe (resumable)."""
-    from diffcomm.data import get_dataset
-    from diffcomm.training import DataSection, TrainConfig, train
+    from diffcomm.diffusion.conditional import read_condition_recipe
+    from diffcomm.training import train
 
     validate_bridge_config(config)
-    section = dataclass_from_dict(ConditionSection, config.get("condition", {}), "[condition]")
+    section, data, train_cfg, images = read_condition_recipe(config)
     bridge = dataclass_from_dict(BridgeSection, config.get("bridge", {}), "[bridge]")
-    data = dataclass_from_dict(DataSection, config.get("data", {}), "[data]")
-    train_cfg = TrainConfig.from_dict(config.get("train", {}))
-    images = get_dataset(data.dataset, data.split).images
-    if data.limit:
-        images = images[:data.limit]
     task = BridgeTask(images, section, bridge, train_cfg.batch_size, train_cfg.seed)
     run_config = {"kind": "bridge", "name": config.get("name", "bridge"), "model": task.model_config.to_dict(),
                   "condition": dict(section.__dict__), "bridge": dict(bridge.__dict__),

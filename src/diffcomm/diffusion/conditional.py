@@ -392,22 +392,33 @@ def sample_conditional(model: ConditionalDenoiser, condition: ChannelCondition, 
     return model.to_pixels(x0).clamp(0, 1)
 
 
-def run_conditional_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
-    """``diffcomm train conditional``: the CDM-JSCC decoder from a recipe (resumable)."""
+def read_condition_recipe(config: dict[str, Any]):
+    """The parsed ``[condition]``, ``[data]`` and ``[train]`` sections of a validated conditional or bridge
+    recipe, and its training images (one-line error when they do not match the init prior's channels)."""
     from diffcomm.data import get_dataset
-    from diffcomm.training import DataSection, TrainConfig, train
+    from diffcomm.training import DataSection, TrainConfig
 
-    validate_condition_config(config)
     section = dataclass_from_dict(ConditionSection, config.get("condition", {}), "[condition]")
     data = dataclass_from_dict(DataSection, config.get("data", {}), "[data]")
     train_cfg = TrainConfig.from_dict(config.get("train", {}))
     images = get_dataset(data.dataset, data.split).images
     if data.limit:
         images = images[:data.limit]
+    channels = load_init_prior(section.init).net.config.in_channels     # one-line error for a non-prior
+    if images.shape[1] != channels:
+        raise DiffcommError(f"[condition] init {section.init} has {channels} channels but {data.dataset} has "
+                            f"{images.shape[1]}")
+    return section, data, train_cfg, images
+
+
+def run_conditional_training(config: dict[str, Any], out_dir: str | Path, progress: bool = True) -> dict:
+    """``diffcomm train conditional``: the CDM-JSCC decoder from a recipe (resumable)."""
+
+    from diffcomm.training import train
+
+    validate_condition_config(config)
+    section, data, train_cfg, images = read_condition_recipe(config)
     task = ConditionalTask(images, section, train_cfg.batch_size, train_cfg.seed)
-    if images.shape[1] != task.model_config.in_channels:
-        raise DiffcommError(f"[condition] init {section.init} has {task.model_config.in_channels} channels but "
-                            f"{data.dataset} has {images.shape[1]}")
     run_config = {"kind": "conditional", "name": config.get("name", "conditional"),
                   "model": task.model_config.to_dict(),
                   "condition": {**section.__dict__, "inputs": "x1 (model space), snr_db, gain_db"},
