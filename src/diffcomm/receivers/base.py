@@ -315,8 +315,13 @@ def decoder_snr(model, link, rx, h: torch.Tensor | None = None) -> torch.Tensor:
     snr = snr.clamp(getattr(cfg, "snr_min_db", -math.inf), getattr(cfg, "snr_max_db", math.inf))
     h = rx.h_hat if h is None else h
     if h is not None:
-        snr = snr + 10 * torch.log10(h.abs().pow(2).reshape(rx.batch, -1).mean(1).clamp_min(1e-6))
+        snr = snr + fading_gain_db(h, rx.batch)
     return snr
+
+
+def fading_gain_db(h: torch.Tensor, batch: int) -> torch.Tensor:
+    """10·log10 mean |ĥ|² per image (B,): the fading part of the post-equalisation SNR."""
+    return 10 * torch.log10(h.abs().pow(2).reshape(batch, -1).mean(1).clamp_min(1e-6))
 
 
 def jscc_reconstruction(link, rx, h: torch.Tensor | None = None,
@@ -355,8 +360,7 @@ def channel_condition(link, rx, x1: torch.Tensor, snr_range: tuple[float, float]
     if snr_range is not None:
         snr = min(max(snr, snr_range[0]), snr_range[1])
     h = rx.h_hat
-    gain = torch.zeros(rx.batch) if h is None else \
-        10 * torch.log10(h.abs().pow(2).reshape(rx.batch, -1).mean(1).clamp_min(1e-6)).float()
+    gain = torch.zeros(rx.batch) if h is None else fading_gain_db(h, rx.batch).float()
     return ChannelCondition(x1 * 2 - 1, torch.full((rx.batch,), snr), gain)
 
 

@@ -3,8 +3,9 @@
 The training-time conditional decoder of CDM-JSCC (Yilmaz, Gündüz et al. 2024) / DiffJSCC (Yang
 et al. 2024), the source tutorial's §III-B and §IV-B first solution family: the model
 ``D(x; σ, c)`` of :mod:`diffcomm.diffusion.conditional` learned ``p(x | c)`` for
-``c = (x_jscc, SNR, G)`` on freshly simulated channel outputs, so decoding is plain sampling from
-noise — no likelihood gradient, no operator — on any of the shared samplers, with
+``c = (x_jscc, SNR, G)`` on freshly simulated channel outputs, so decoding is plain sampling — from
+noise, or from the decoder's output noised to ``start_sigma`` (the default) — with no likelihood
+gradient and no operator, on any of the shared samplers, with
 classifier-free guidance on the channel condition (``cfg_weight`` = w in the project's convention
 ``D̃ = (1 + w) D(x | c) − w D(x | ∅)``, Ho & Salimans 2022 eq. 6; w = 0 is one network call per
 step, w > 0 two). The condition is built by :func:`~diffcomm.receivers.base.channel_condition`

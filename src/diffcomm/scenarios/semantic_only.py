@@ -60,11 +60,12 @@ def check_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_from_labels(prior, labels: torch.Tensor, *, cfg_weight: float = CFG_WEIGHT, steps: int = STEPS,
-                         seeds: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                         seeds: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                         shape: tuple[int, ...] = (1, 28, 28)) -> torch.Tensor:
     """Class-conditional samples (pixels in [0, 1]) for ``labels``; labels >= the prior's class count are
     decoding failures and get the null class (an unconditional sample: CFG with the null class on both
     sides is the unconditional denoiser exactly). ``seeds`` (B,): one generator per image (exact caching);
-    else the noise comes from ``generator``."""
+    else the noise comes from ``generator``. ``shape``: one image's (C, H, W)."""
     from diffcomm.diffusion.guidance import cfg_denoiser
     from diffcomm.diffusion.samplers import sample_heun
     from diffcomm.diffusion.schedules import karras_sigmas
@@ -78,7 +79,7 @@ def generate_from_labels(prior, labels: torch.Tensor, *, cfg_weight: float = CFG
         raise DiffcommError(f"steps must be >= 1, got {steps}")
     labels = check_labels(labels, num_classes).clamp_max(num_classes)        # failures -> the null class
     sigmas = karras_sigmas(steps, prior.sigma_min, prior.sigma_max)
-    shape = (1, *prior_shape(prior))
+    shape = (1, *shape)
     if seeds is not None:
         x = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
     else:
@@ -87,12 +88,6 @@ def generate_from_labels(prior, labels: torch.Tensor, *, cfg_weight: float = CFG
     denoiser = cfg_denoiser(prior, cfg_weight, null_label=num_classes) if cfg_weight > 0 else prior
     x0 = sample_heun(denoiser, x, sigmas, generator=generator, extra_args={"class_labels": labels})
     return prior.to_pixels(x0).clamp(0, 1)
-
-
-def prior_shape(prior) -> tuple[int, int, int]:
-    """The image shape a shipped prior generates (its U-Net's channels; 28×28 for the Fashion-MNIST priors)."""
-    channels = int(getattr(getattr(getattr(prior, "net", None), "config", None), "in_channels", 1))
-    return (channels, 28, 28) if channels == 1 else (channels, 32, 32)
 
 
 def evaluate_semantic_only(x: torch.Tensor, labels: torch.Tensor, *, code: str = "polar16", channel: str = "awgn",
@@ -125,7 +120,7 @@ def evaluate_semantic_only(x: torch.Tensor, labels: torch.Tensor, *, code: str =
     for start in range(0, len(todo), 64):
         idx = torch.tensor(todo[start:start + 64])
         out = generate_from_labels(prior, decoded[idx], cfg_weight=cfg_weight, steps=steps,
-                                   seeds=seed * 1_000_003 + idx)
+                                   seeds=seed * 1_000_003 + idx, shape=tuple(x.shape[1:]))
         for j, i in enumerate(idx.tolist()):
             cache[(i, int(decoded[i]))] = out[j]
     seconds = time.perf_counter() - t0
