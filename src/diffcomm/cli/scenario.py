@@ -30,6 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--plan", action="store_true", help="list the points and exit (nothing is computed)")
     mp.add_argument("--quiet", action="store_true", help="no progress bar")
     mp.set_defaults(func=run_machine)
+    ap = ssub.add_parser("agents", help="K agents, one shared prior: centralised vs distributed decoding, policy",
+                         description="Run the agent-centric grid of --config (centralised fusion, distributed "
+                                     "decoding with consensus, local decoding; optionally the transmission "
+                                     "policy) and write DIR/records.jsonl (rerunning resumes), DIR/summary.md, "
+                                     "DIR/tradeoff.json and the figures.",
+                         epilog="Config: see results/agents/grid.toml and diffcomm.scenarios.agents.")
+    ap.add_argument("--config", required=True, help="scenario config (.toml, .yaml or .json)")
+    ap.add_argument("--out", required=True, help="output folder (records.jsonl, summary.md, *.png)")
+    ap.add_argument("--plan", action="store_true", help="list the points and exit (nothing is computed)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.set_defaults(func=run_agents)
     sp = ssub.add_parser("ship-taskjscc", help="evaluate a finished task-JSCC training run and add it to the zoo")
     sp.add_argument("run", help="training run folder (with model.safetensors)")
     sp.add_argument("--name", required=True, help="zoo name, e.g. fmnist-taskjscc-awgn-k8")
@@ -40,6 +51,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_machine(args: argparse.Namespace) -> int:
     from diffcomm.checks import check_output_path
     from diffcomm.scenarios.machine import load_scenario_config, plan_from_mapping, run_scenario
+
+    check_output_path(args.out, "dir")
+    grid = plan_from_mapping(load_scenario_config(args.config))
+    if args.plan:
+        for point in grid.points:
+            print(point.label)
+        print(f"{len(grid.points)} points", file=sys.stderr)
+        return 0
+    summary = run_scenario(grid, args.out, progress=not args.quiet)
+    print(f"{len(grid.points)} points: {summary.computed} computed, {summary.reused} already in {args.out}; "
+          f"{summary.seconds:.1f} s; report: {args.out}/summary.md")
+    return 0
+
+
+def run_agents(args: argparse.Namespace) -> int:
+    from diffcomm.checks import check_output_path
+    from diffcomm.scenarios.agents import load_scenario_config, plan_from_mapping, run_scenario
 
     check_output_path(args.out, "dir")
     grid = plan_from_mapping(load_scenario_config(args.config))
