@@ -69,7 +69,7 @@ def test_native_range_replacement_counts_the_measurement_noise_once():
     got_r, x_r = proj(v_range, got), proj(v_range, xf)
     torch.testing.assert_close(got_r[~on], x_r[~on], rtol=0, atol=1e-9)
     want = (level ** 2 - nu ** 2).clamp_min(0).sqrt() * z.abs()
-    torch.testing.assert_close((got_r - coef_y).abs()[on], want[on], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close((got_r - coef_y).abs()[on], want[on], rtol=1e-5, atol=1e-9)   # float32 y
     last = range_replacement(system, torch.Generator().manual_seed(7))(x, torch.tensor(0.0))
     assert torch.equal(last, x)
 

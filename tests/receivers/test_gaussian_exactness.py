@@ -200,16 +200,18 @@ def test_pigdm_samples_match_the_exact_posterior_for_an_isotropic_prior():
 
 def test_pigdm_bias_for_a_correlated_prior():
     """Closed form, correlated prior, 400 steps, η = 1. Documented tolerance: ΠGDM's isotropic
-    p(x0 | x_σ) = N(x̂0, r² I) leaves the mean 0.066 whitened units from μ_post with σ_d = 0.16 (the rms
-    prior std) and 0.49 with the paper's σ_d = 1 (prior mean: 1.33); variance ratios 0.96-0.97."""
+    p(x0 | x_σ) = N(x̂0, r² I) leaves the mean off μ_post by an amount that depends on the drawn case: with
+    σ_d = 0.16 (the rms prior std) 0.07-0.21 whitened units over the cases of seeds 0-7 (torch 2.13's draws;
+    0.12 for this one, whose prior mean is 2.5 away; 0.066 for the case older torch drew), hence the bound
+    0.25; variance ratios 0.90-0.98 over those cases."""
     case = case_for()
     assert whitened_gap(case.prior.mean_pix, case) > 1.2
     mean, cov = to_pixel_moments(*pigdm_moments(case, grid(400), 1.0, SIGMA_D))
-    assert whitened_gap(mean, case) < 0.1
+    assert whitened_gap(mean, case) < 0.25
     ratios = variance_ratios(cov, case)
     assert float(ratios.min()) > 0.9 and float(ratios.max()) < 1.05
     mean_paper, _ = to_pixel_moments(*pigdm_moments(case, grid(400), 1.0, 1.0))
-    assert whitened_gap(mean_paper, case) < 0.6
+    assert whitened_gap(mean, case) < whitened_gap(mean_paper, case) < 1.0   # σ_d = 1: 0.69 here (0.49 before)
 
 
 def test_ddnm_converges_to_the_exact_posterior_for_an_isotropic_prior():
