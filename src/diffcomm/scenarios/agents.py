@@ -691,7 +691,7 @@ def write_report(records: list[dict[str, Any]], out: str | Path) -> list[Path]:
                          f"{m.get('accuracy_majority', m['accuracy']):.3f} | {m['agreement']:.3f} | {m['psnr']:.2f} | "
                          f"{r['channel_uses']} | {r['nfe_total']:.0f} | {r['seconds_per_image']:.3f} |")
         snrs = sorted({r["snr_db"] for r in decoding})
-        fig = Figure(figsize=(4.2 * len(snrs), 7.6))
+        fig = Figure(figsize=(4.6 * len(snrs), 8.0), layout="constrained")
         axes = fig.subplots(2, len(snrs), squeeze=False)
         marks = {"centralised": "o", "distributed": "s", "local": "^"}
         for col, snr in enumerate(snrs):
@@ -706,7 +706,7 @@ def write_report(records: list[dict[str, Any]], out: str | Path) -> list[Path]:
                     ax.plot([r["channel_uses"] for r in rs], [r["metrics"][metric] for r in rs],
                             marker=marks[mode], label=f"{mode} {rec} k={k}")
                 ax.set_xscale("symlog", linthresh=10)
-                ax.set_xlabel("total channel uses per item (views + consensus messages)")
+                ax.set_xlabel("channel uses per item (views + messages)", fontsize=8)
                 ax.set_ylabel("accuracy" if metric == "accuracy" else "PSNR (dB)")
                 ax.set_title(f"{snr:g} dB")
                 ax.grid(alpha=0.3)
