@@ -48,38 +48,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.set_defaults(func=run_ship)
 
 
-def run_machine(args: argparse.Namespace) -> int:
-    from diffcomm.checks import check_output_path
-    from diffcomm.scenarios.machine import load_scenario_config, plan_from_mapping, run_scenario
+def _run_grid(module: str, args: argparse.Namespace) -> int:
+    """Plan ``--config`` with ``module``'s planner, list it (``--plan``) or run it into ``--out`` (resumable)."""
+    import importlib
 
+    from diffcomm.checks import check_output_path
+
+    scenario = importlib.import_module(module)
     check_output_path(args.out, "dir")
-    grid = plan_from_mapping(load_scenario_config(args.config))
+    grid = scenario.plan_from_mapping(scenario.load_scenario_config(args.config))
     if args.plan:
         for point in grid.points:
             print(point.label)
         print(f"{len(grid.points)} points", file=sys.stderr)
         return 0
-    summary = run_scenario(grid, args.out, progress=not args.quiet)
+    summary = scenario.run_scenario(grid, args.out, progress=not args.quiet)
     print(f"{len(grid.points)} points: {summary.computed} computed, {summary.reused} already in {args.out}; "
           f"{summary.seconds:.1f} s; report: {args.out}/summary.md")
     return 0
+
+
+def run_machine(args: argparse.Namespace) -> int:
+    return _run_grid("diffcomm.scenarios.machine", args)
 
 
 def run_agents(args: argparse.Namespace) -> int:
-    from diffcomm.checks import check_output_path
-    from diffcomm.scenarios.agents import load_scenario_config, plan_from_mapping, run_scenario
-
-    check_output_path(args.out, "dir")
-    grid = plan_from_mapping(load_scenario_config(args.config))
-    if args.plan:
-        for point in grid.points:
-            print(point.label)
-        print(f"{len(grid.points)} points", file=sys.stderr)
-        return 0
-    summary = run_scenario(grid, args.out, progress=not args.quiet)
-    print(f"{len(grid.points)} points: {summary.computed} computed, {summary.reused} already in {args.out}; "
-          f"{summary.seconds:.1f} s; report: {args.out}/summary.md")
-    return 0
+    return _run_grid("diffcomm.scenarios.agents", args)
 
 
 def run_ship(args: argparse.Namespace) -> int:
