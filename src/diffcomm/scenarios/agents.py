@@ -65,6 +65,7 @@ from typing import Any
 import torch
 
 from diffcomm.errors import DiffcommError
+from diffcomm.scenarios.machine import _one_line
 
 MODES = ("centralised", "distributed", "local")
 VIEWS = ("strips", "quadrants", "random")
@@ -100,11 +101,6 @@ class AgentsPoint:
 class AgentsGrid:
     points: list[AgentsPoint]
     config: dict[str, Any]
-
-
-def _one_line(v: Any) -> str:
-    t = json.dumps(v) if not isinstance(v, str) else repr(v)
-    return t if len(t) < 80 else t[:77] + "..."
 
 
 def _number_list(value: Any, what: str, low: float, high: float, integer: bool = False) -> list:
@@ -405,10 +401,6 @@ def _compute_decodes(s: dict[str, Any], x: torch.Tensor, progress: bool) -> dict
     return result
 
 
-def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return -10 * torch.log10((x_hat - x).pow(2).flatten(1).mean(1).clamp_min(1e-10))
-
-
 def _message_sender(s: dict[str, Any], adj: torch.Tensor, gen: torch.Generator):
     from diffcomm.scenarios.label_link import LabelLink
 
@@ -456,7 +448,9 @@ def _run_decoding(point: AgentsPoint, batch_size: int, progress: bool) -> dict[s
     classifier = zoo.load(s["classifier"])
     with torch.no_grad():
         beliefs = torch.stack([torch.softmax(classifier(xh), -1) for xh in dec["x_hat"]]).double()
-    psnr = [float(_psnr(xh, x).mean()) for xh in dec["x_hat"]]
+    from diffcomm.metrics import psnr as psnr_per_image
+
+    psnr = [float(psnr_per_image(xh, x).mean()) for xh in dec["x_hat"]]
     metrics: dict[str, Any] = {}
     k_agents = s["agents"]
     uses = dec["uplink_uses"] if s["mode"] != "local" else 0
