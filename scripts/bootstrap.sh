@@ -4,7 +4,8 @@
 #   - a virtual environment in .venv (reused when present),
 #   - torch 2.13.0 CPU *before* anything else, so no dependency pulls a CUDA build,
 #   - diffcomm itself (editable) with the digital-baseline, diffusers-adapter and dev extras
-#     (the diffusers extra needs no torchvision and leaves the pinned CPU torch in place).
+#     (the diffusers extra needs no torchvision and leaves the pinned CPU torch in place),
+#     and the docs extra (Sphinx + sphinx-gallery), since the test suite builds the site.
 # Usage: bash scripts/bootstrap.sh   (called by scripts/demo.sh and scripts/test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,5 +45,5 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
   fi
 fi
 echo "[bootstrap] installing diffcomm and its dependencies"
-"$VPY" -m pip install -q -e ".[digital,diffusers,dev]"
+"$VPY" -m pip install -q -e ".[digital,diffusers,dev,docs]"
 echo "$want" > "$stamp"

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff check src tests bench scripts examples docs
 exec .venv/bin/python -m pytest -n 2 "$@"

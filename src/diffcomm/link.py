@@ -1,6 +1,6 @@
 """The communication link: encoder -> power normalisation -> fading channel -> noise, with receiver CSI.
 
-The link implements ``y = A(x) + n`` (docs/architecture.md) for one image per batch row:
+The link implements ``y = A(x) + n`` (docs/architecture.md) for one image per batch row::
 
     z = E(x)                         encoder output, complex (B, k)
     g = sqrt(k) / ||z||              per-image power-normalisation gain (mean |g z|^2 = 1)

@@ -69,6 +69,7 @@ raw ``(B, U, n_r)``), then the CSI (:meth:`estimate_csi`), then :meth:`detect` w
 Ĥ; :meth:`apply` is the whole chain with perfect CSI, ``(B, k) -> (B, k)``, differentiable in z.
 
 Example:
+    >>> from diffcomm.channels import make_channel
     >>> ch = make_channel("mimo", n_t=2, n_r=2, detector="zf")
     >>> g = torch.Generator().manual_seed(0)
     >>> h = ch.generate(3, 49, g)                        # (3, 25, 2, 2): one H per frame, 25 uses

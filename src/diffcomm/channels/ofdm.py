@@ -71,6 +71,7 @@ returning ``(B, k)`` ĥ for :func:`~diffcomm.channels.estimation.equalize_zf` /
 :func:`~diffcomm.channels.estimation.equalize_mmse` or a receiver.
 
 Example:
+    >>> from diffcomm.channels import make_channel
     >>> ch = make_channel("ofdm", fft_size=16, cp_length=4, delay_spread=1.0)
     >>> g = torch.Generator().manual_seed(0)
     >>> h = ch.generate(2, 49, g)                       # (2, 49) frequency response on the data REs

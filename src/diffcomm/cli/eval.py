@@ -1,6 +1,7 @@
 """``diffcomm eval``: run a grid of receivers x encoders x channels x SNRs x CBRs x seeds.
 
-Example:
+Example::
+
     diffcomm eval --dataset fashion-mnist --split test --n 256 --receivers pinv,lmmse,dps \\
         --encoders gaussian,deepjscc --channel awgn,rayleigh --snr -5,0,5,10,20 --cbr 1/16 \\
         --seeds 0 --batch-size 64 --workers 2 --out results.jsonl

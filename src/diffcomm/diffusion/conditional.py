@@ -5,7 +5,7 @@ likelihood of y, a conditional diffusion decoder learns ``p(x | c)`` directly, w
 ``c`` computed from the channel output at training time (Yang & Mandt 2023, "Lossy image
 compression with conditional diffusion models"; Yilmaz et al. 2024, "High Perceptual Quality
 Wireless Image Delivery with Denoising Diffusion Models" (CDM-JSCC); Yang et al. 2024,
-"DiffJSCC"; the source tutorial §III-B and §IV-B's first solution family). Here
+"DiffJSCC"; the source tutorial §III-B and §IV-B's first solution family). Here ::
 
     c = (x_jscc, SNR, G),     x_jscc = Dec(EQ_MMSE(h z + n)),  G = 10·log10 mean |ĥ|²,
 
@@ -289,7 +289,7 @@ def simulate_condition(jscc: dict[str, nn.Module], x: torch.Tensor, section: Con
 def pinv_downsample(x: torch.Tensor, snr_db: torch.Tensor, channel: str,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """A⁺y over the pixel-domain downsampling link (CBR 1/16, perfect CSI) and the fading gain 10·log10
-    mean |ĥ|² (0 over AWGN): the receiver side of the ``pinv-downsample`` source. ``snr_db`` is used on a
+    mean ``|ĥ|²`` (0 over AWGN): the receiver side of the ``pinv-downsample`` source. ``snr_db`` is used on a
     0.5 dB grid (rounded in place, so the condition reports the SNR simulated), one cached link per level."""
     from diffcomm.pipeline import build_link
 

@@ -4,7 +4,7 @@ One convention (k-diffusion / EDM, Karras et al. 2022): ``x = x0 + σ ε``; the 
 ∇ log p_σ(x) = (D(x; σ) - x) / σ² (Tweedie); the probability-flow ODE is
 dx/dσ = (x - D(x; σ)) / σ (Karras et al. 2022, eq. 4 with s(t) = 1, σ(t) = t).
 
-Every sampler has the signature
+Every sampler has the signature ::
 
     sample_X(denoiser, x, sigmas, generator=None, callback=None, extra_args=None, **options) -> x
 

@@ -1,12 +1,12 @@
 """Wrap ε-, v- and x0-prediction networks of VP diffusion into ``denoiser(x, sigma) -> x0_hat``.
 
 A VP model sees ``x_t = sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) ε``. Dividing by α_t = sqrt(ᾱ_t) gives the
-EDM form used by every sampler in diffcomm (Karras et al. 2022, §2 and Table 1):
+EDM form used by every sampler in diffcomm (Karras et al. 2022, §2 and Table 1)::
 
     x_t / α_t = x0 + (σ_t / α_t) ε  =  x0 + σ ε,    σ = sqrt((1 - ᾱ_t) / ᾱ_t).
 
 So, given our ``x = x0 + σ ε`` and σ, the wrapper feeds the network ``x_t = x / sqrt(1 + σ²)``
-and the timestep t whose σ_t = σ, and converts the prediction to x0:
+and the timestep t whose σ_t = σ, and converts the prediction to x0::
 
     ε-prediction (Ho et al. 2020):        D = x - σ ε̂
     v-prediction (Salimans & Ho 2022):    D = α_t x_t - s_t v̂ = x / (1 + σ²) - σ / sqrt(1 + σ²) v̂

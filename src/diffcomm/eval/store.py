@@ -6,7 +6,7 @@ Layout for a results file ``OUT`` (e.g. ``results.jsonl``):
   ``write`` of the whole line followed by ``flush`` + ``fsync``, so a crash or ``kill -9`` can
   leave at most a *partial last line*; :func:`load_records` detects it (no trailing newline, or
   not JSON) and truncates the file back to the last complete record — only when that line is
-  recognisably ours (it starts as every record does, ``{"key": ``). Any other malformed line is
+  recognisably ours (it starts as every record does, ``{"key":``). Any other malformed line is
   an error and the file is left exactly as it was: a file that is not a diffcomm results file is
   never truncated or appended to.
 - ``OUT.d/points/<hash>.safetensors``: the first few originals (``x``) and reconstructions

@@ -10,7 +10,7 @@ denoisers over the shared samplers). The exact classical receivers and the close
 Example:
     >>> from diffcomm.receivers import RECEIVERS
     >>> sorted(RECEIVERS)[:3]
-    ['blind', 'cddm', 'daps']
+    ['blind', 'cddm', 'cdm']
 """
 
 from diffcomm.receivers import (  # noqa: F401

@@ -1,6 +1,6 @@
 """What every receiver shares: the protocol, the registry with capabilities, the result record.
 
-A receiver is a plain function
+A receiver is a plain function ::
 
     receiver(link, rx, prior=None, *, generator=None, **options) -> ReceiverResult
 
@@ -301,10 +301,10 @@ def jscc_model(link):
 
 def decoder_snr(model, link, rx, h: torch.Tensor | None = None) -> torch.Tensor:
     """The SNR (dB, per image) fed to a DeepJSCC decoder: the link SNR held inside the training range,
-    plus the fading gain 10·log10 mean |ĥ|².
+    plus the fading gain 10·log10 mean ``|ĥ|²``.
 
     The shipped models were trained with the channel SNR drawn from ``[snr_min_db, snr_max_db]``
-    (0–20 dB) and, under Rayleigh fading, that SNR plus 10·log10 |h|² as the decoder's input
+    (0–20 dB) and, under Rayleigh fading, that SNR plus 10·log10 ``|h|²`` as the decoder's input
     (:func:`diffcomm.transmit.deepjscc.simulate`). Outside the range the SNR modulation
     extrapolates (the decoder lost ≈1.3 dB between 20 and 60 dB); above it the channel is at least
     as clean as the cleanest training case, so the decoder is told the top of its range (and the
@@ -320,7 +320,7 @@ def decoder_snr(model, link, rx, h: torch.Tensor | None = None) -> torch.Tensor:
 
 
 def fading_gain_db(h: torch.Tensor, batch: int) -> torch.Tensor:
-    """10·log10 mean |ĥ|² per image (B,): the fading part of the post-equalisation SNR."""
+    """10·log10 mean ``|ĥ|²`` per image (B,): the fading part of the post-equalisation SNR."""
     return 10 * torch.log10(h.abs().pow(2).reshape(batch, -1).mean(1).clamp_min(1e-6))
 
 
@@ -350,7 +350,7 @@ def channel_condition(link, rx, x1: torch.Tensor, snr_range: tuple[float, float]
     link's estimate ``x1`` (the DeepJSCC reconstruction, or A⁺y on a linear link) in model space, the link
     SNR held inside the DeepJSCC's training range on a DeepJSCC link (as the decoder is told,
     :func:`decoder_snr`) or inside ``snr_range`` (the model's own) otherwise, and the fading gain
-    10·log10 mean |ĥ|² (0 dB over AWGN)."""
+    10·log10 mean ``|ĥ|²`` (0 dB over AWGN)."""
     from diffcomm.diffusion.conditional import ChannelCondition
 
     snr = float(getattr(link, "receiver_snr_db", link.snr_db))

@@ -7,9 +7,9 @@ unknown; they are estimated jointly with the image while the sampler runs.
 
 Algorithm (per image):
 
-1. **Initialisation**. |ĥ|² = max(mean|y|² − N̂0, 0.05) from the received power (unit-power symbols).
+1. **Initialisation**. ``|ĥ|²`` = max(mean|y|² − N̂0, 0.05) from the received power (unit-power symbols).
    The phase is ambiguous from power alone: for each of ``n_phase`` candidate phases φ_j, equalise
-   with ĥ_j = |ĥ|e^{iφ_j}, reconstruct deterministically (DeepJSCC decoder, or the pseudo-inverse for
+   with ``ĥ_j = |ĥ| e^{iφ_j}``, reconstruct deterministically (DeepJSCC decoder, or the pseudo-inverse for
    linear links), re-encode and keep the candidate with the smallest residual ‖y − ĥ_j A₁(x_j)‖²
    (A₁: the link with h = 1), then refine ĥ by a few alternations of reconstruction and the
    conditional MAP of step 2.
@@ -35,7 +35,7 @@ spread them over the L taps. No pilots are sent: against pilot-aided estimation 
 pilot OFDM symbols' channel uses (``Link.pilots_used``).
 
 It decodes without CSI (registered with ``csi="none"``); given a link with CSI it refuses rather
-than silently ignore it. **Step bound**: DPS's weight with N0/|ĥ|² floored at 10^-2.5 (25 dB).
+than silently ignore it. **Step bound**: DPS's weight with N0/``|ĥ|²`` floored at 10^-2.5 (25 dB).
 
 Example:
     >>> res = blind_receiver(link, rx, zoo.load("fmnist-prior"))   # doctest: +SKIP

@@ -11,7 +11,7 @@ Decoupled Noise Annealing", CVPR 2025, Alg. 1. Over an annealing schedule σ_1 >
 
        x0 ← x0 + η [ −(x0 − x̂0)/r_i² − ∇F(x0)/τ² ] + sqrt(2 η T) ξ,    F = ½‖y − A(x0)‖²,
 
-   with τ² = max(N0, N0_floor·|ĥ|²)/2 (:class:`~diffcomm.receivers.fidelity.DataTerm`), ∇F exact for
+   with τ² = max(N0, N0_floor·``|ĥ|²``)/2 (:class:`~diffcomm.receivers.fidelity.DataTerm`), ∇F exact for
    linear links and by autograd through the encoder for DeepJSCC — no network evaluations;
 3. re-noises to the next level, x_{σ_{i+1}} = x0 + σ_{i+1} ε, decoupled from the previous x_σ.
 

@@ -3,13 +3,13 @@
 Chung, Kim, Mccann, Klasky, Ye, "Diffusion Posterior Sampling for General Noisy Inverse
 Problems", ICLR 2023 (Alg. 1), as used for semantic decoding by DiffCom (Wang et al., "DiffCom:
 Channel Received Signal is a Natural Condition to Guide Diffusion Posterior Sampling", 2024):
-the likelihood of the *received symbols* is approximated through Tweedie's denoised estimate,
+the likelihood of the *received symbols* is approximated through Tweedie's denoised estimate, ::
 
     p(y | x_σ) ≈ N(y; A(x̂0(x_σ)), (N0 + ρ_σ²) I),     x̂0 = D(x_σ; σ),
 
 with A = h ∘ g ∘ E the *nonlinear* link (DeepJSCC encoder, power normalisation, fading; any
 link's :meth:`~diffcomm.link.Link.operator`) and the gradient taken through the denoiser and the
-encoder. As a conditional denoiser (:func:`diffcomm.receivers.guidance.gradient_guided`)
+encoder. As a conditional denoiser (:func:`diffcomm.receivers.guidance.gradient_guided`) ::
 
     D_y(x, σ) = x̂0 − w(σ) ∇_x ‖y − A(x̂0)‖²,   w(σ) = ζ σ² / (max(N0, N0_floor) + κ σ²/(1 + σ²)),
 
@@ -17,7 +17,7 @@ which any sampler runs; with the default Euler sampler on an EDM σ grid (Karras
 is DiffCom's CSI-adaptive, annealed step γ_i = ζ (σ_i − σ_{i+1}) σ_i / (N0 + ρ_i²). ζ = 1 is the
 plain posterior ODE; ζ > 1 sharpens data consistency, as DPS's tuned step does; κ scales ρ.
 
-**Step bound.** N0/|ĥ|² is floored at N0_floor = 10^-2.5 (25 dB; :func:`~diffcomm.receivers.guidance.dps_weight`),
+**Step bound.** N0/``|ĥ|²`` is floored at N0_floor = 10^-2.5 (25 dB; :func:`~diffcomm.receivers.guidance.dps_weight`),
 so the step is at most ζ σ²(1 + σ²)/κ at every SNR and does not overshoot as N0 → 0.
 
 Example:

@@ -11,7 +11,7 @@
 - :attr:`DataTerm.lipschitz`: L, the largest eigenvalue of ∇²F = JᵀJ (s_max² for linear links; a
   power iteration at the estimate for nonlinear ones), so gradient steps can be written as
   fractions of 1/L whatever the encoder's scale;
-- :attr:`DataTerm.noise_var`: τ² = max(N0, N0_floor·|ĥ|²)/2 per real dimension, the likelihood's
+- :attr:`DataTerm.noise_var`: τ² = max(N0, N0_floor·``|ĥ|²``)/2 per real dimension, the likelihood's
   noise with the package's model-mismatch floor (:data:`~diffcomm.receivers.guidance.N0_FLOOR`,
   25 dB), so that p(y | x) ∝ exp(−F(x)/τ²);
 - :meth:`DataTerm.prox` (linear links): argmin_x ‖y − A x‖² + ρ‖x − x0‖², exact by the SVD, and
@@ -41,7 +41,7 @@
 
 * *DeepJSCC link*: x̂ = to_model(Dec(MMSE-EQ(y))) (:func:`~diffcomm.receivers.base.jscc_reconstruction`).
   The decoder is not a closed form, so the level follows the error of the equalised
-  symbols it is given: with ε² = mean_j N0'/(|ĥ_j|² + N0'), the MMSE equaliser's error variance per
+  symbols it is given: with ε² = mean_j N0'/(``|ĥ_j|²`` + N0'), the MMSE equaliser's error variance per
   unit-power symbol (:func:`diffcomm.channels.equalize_mmse`; N0' = max(N0, N0_floor·mean|ĥ|²)), the
   AWGN-equivalent noise of LTT's LMMSE mapping, plus the decoder's compression error:
 

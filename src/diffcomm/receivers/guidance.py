@@ -6,7 +6,7 @@ posterior is (D_y − x)/σ², any sampler of :mod:`diffcomm.diffusion.samplers`
 DDIM(η), DDPM ancestral, DPM-Solver++(2M), DiffPIR re-noising) then samples p(x | y) — the design
 of azula's ``DiffPIRDenoiser`` and deepinv's ``PosteriorDiffusion(sde, denoiser, data_fidelity,
 solver)``. A receiver is a data term, a start rule (noise at σ_max, or a channel-matched σ* from a
-deterministic estimate) and a sampler name:
+deterministic estimate) and a sampler name::
 
     x = run_sampler(sampler, posterior_denoiser, x_start, sigmas, generator, **sampler_options)
 
@@ -107,13 +107,13 @@ Scalar = float | torch.Tensor | Callable[[], float | torch.Tensor]
 
 
 def dps_weight(n0: Scalar, zeta: float, kappa: float, gain2: Scalar = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
-    """w(σ) = ζ σ max(σ, 10⁻³) / (max(N0, N0_floor·|ĥ|²) + κ σ²/(1 + σ²)) for :func:`gradient_guided`.
+    """w(σ) = ζ σ max(σ, 10⁻³) / (max(N0, N0_floor·``|ĥ|²``) + κ σ²/(1 + σ²)) for :func:`gradient_guided`.
 
     This is σ² times the score weight of p(y | x_σ) ≈ N(y; A(x̂0), (N0 + ρ_σ²) I) with
     ρ_σ² = κ σ²/(1 + σ²) the prior's uncertainty about A(x̂0) (DiffCom's CSI-adaptive, annealed step:
-    ∝ 1/N0 once ρ_σ² < N0, ∝ 1/ρ_σ² early on). **Bound**: the post-equalisation noise N0/|ĥ|² is
-    floored at :data:`N0_FLOOR` (25 dB) per image (``gain2`` = mean |ĥ|² per image, 1 for AWGN), so
-    the step relative to the curvature |ĥ|² of the data term never grows without limit as N0 → 0
+    ∝ 1/N0 once ρ_σ² < N0, ∝ 1/ρ_σ² early on). **Bound**: the post-equalisation noise N0/``|ĥ|²`` is
+    floored at :data:`N0_FLOOR` (25 dB) per image (``gain2`` = mean ``|ĥ|²`` per image, 1 for AWGN), so
+    the step relative to the curvature ``|ĥ|²`` of the data term never grows without limit as N0 → 0
     or on a strong fading gain. ``n0`` and ``gain2`` may be floats, ``(B,)`` tensors or callables
     returning either (blind receivers re-estimate them).
     """
@@ -128,7 +128,7 @@ def dps_weight(n0: Scalar, zeta: float, kappa: float, gain2: Scalar = 1.0) -> Ca
 
 
 def gain_power(rx, h: torch.Tensor | None = None) -> torch.Tensor | float:
-    """Mean |ĥ|² per image ``(B,)`` (1.0 without CSI): the curvature scale of the data term."""
+    """Mean ``|ĥ|²`` per image ``(B,)`` (1.0 without CSI): the curvature scale of the data term."""
     h = rx.h_hat if h is None else h
     if h is None:
         return 1.0

@@ -19,7 +19,7 @@ Guide Diffusion Posterior Sampling", 2024, §IV), on top of the DPS likelihood t
 Both terms form one conditional denoiser (:func:`~diffcomm.receivers.guidance.gradient_guided`)
 that any sampler runs (default Euler, as DiffCom).
 
-**Step bound.** The weight is DPS's, with N0/|ĥ|² floored at 10^-2.5 (25 dB), so at most ζ σ²(1 + σ²)/κ;
+**Step bound.** The weight is DPS's, with N0/``|ĥ|²`` floored at 10^-2.5 (25 dB), so at most ζ σ²(1 + σ²)/κ;
 the confirming term's weight λ·max(N0, N0_floor) shrinks with the noise down to the floor.
 
 Example:

@@ -6,7 +6,7 @@ top class and a confidence level (``levels`` buckets of the top probability on [
 ``C × levels`` symbols — ``ceil(log2(C·levels))`` bits — and its neighbours decode it through their own
 channel (:class:`~diffcomm.scenarios.label_link.LabelLink`, or exactly with ``send=None``). The update
 is the quantised form of average consensus (DeGroot 1974; Olfati-Saber & Murray, IEEE TAC 49(9), 2004,
-eq. (4); with quantised states as in Kashyap, Başar & Srikant, Automatica 43(7), 2007):
+eq. (4); with quantised states as in Kashyap, Başar & Srikant, Automatica 43(7), 2007)::
 
     p_i ← p_i + Σ_{j ∈ N(i)} W_ij (q̂_{j→i} − q_i),
 
@@ -15,7 +15,7 @@ the rest spread evenly), ``q̂_{j→i}`` what it decoded from j (a failed decode
 ``W`` the Metropolis–Hastings weights W_ij = 1 / (1 + max(d_i, d_j)) (Xiao & Boyd, Syst. Control Lett.
 53, 2004), symmetric and doubly stochastic. **Known answers**: with exact messages (``levels=None``:
 q = p) this is ``p ← W p``, which converges to the average of the initial beliefs on a connected graph at
-rate |λ₂(W)|^r; with noiseless quantised messages the sum Σ_i p_i is conserved exactly (W symmetric).
+rate ``|λ₂(W)|^r``; with noiseless quantised messages the sum Σ_i p_i is conserved exactly (W symmetric).
 The decision of agent i after r rounds is argmax p_i; *agreement* is the fraction of items on which all
 agents decide alike.
 

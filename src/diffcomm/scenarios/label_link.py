@@ -2,7 +2,7 @@
 
 Semantic-only transmission (GESCO-style: send the label, not the image) needs a link for a
 ``ceil(log2 C)``-bit message — 4 bits for Fashion-MNIST's ten classes — in a handful of channel
-uses. The chain:
+uses. The chain::
 
     label --(binary, MSB first)--> code --> QPSK (Sionna ``Mapper("qam", 2)``: Gray, unit energy)
     --> channel: y = h s + n, n ~ CN(0, N0) (a diffcomm channel: AWGN, Rayleigh/Rician block or fast)

@@ -40,7 +40,7 @@ Example:
     >>> grid = plan_from_mapping({"channels": ["awgn"], "snr_db": [0],
     ...                           "pipeline": [{"kind": "semantic", "codes": ["polar16"], "n": 100}]})
     >>> [p.label for p in grid.points]
-    ['semantic polar16 awgn 0 dB']
+    ['semantic label polar16 awgn 0 dB']
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ def oracle_actions(rewards: torch.Tensor) -> torch.Tensor:
 
 def sample_states(n: int, snr_range: tuple[float, float], generator: torch.Generator,
                   fading: bool = True) -> torch.Tensor:
-    """``(n, 2)`` states: SNR ~ U[snr_range] dB and 10·log10|h|² with |h|² ~ Exp(1) (Rayleigh; 0 dB without fading)."""
+    """``(n, 2)`` states: SNR ~ U[snr_range] dB and 10·log10 ``|h|²`` with ``|h|²`` ~ Exp(1) (Rayleigh; 0 dB
+    without fading)."""
     snr = snr_range[0] + (snr_range[1] - snr_range[0]) * torch.rand(n, generator=generator, dtype=torch.float64)
     if fading:
         g = -torch.log(torch.rand(n, generator=generator, dtype=torch.float64).clamp_min(1e-12))

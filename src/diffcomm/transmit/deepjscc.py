@@ -9,7 +9,7 @@ Attention Modules", IEEE TCSVT 2021): after each stage, channel-wise gains predi
 (pooled features, SNR) rescale the features, so one model serves 0–20 dB.
 
 Fading: with perfect CSI the receiver equalises (MMSE, :func:`diffcomm.channels.equalize_mmse`)
-before the decoder, and the AF modules see the post-equalisation SNR (|h|²·SNR for block fading).
+before the decoder, and the AF modules see the post-equalisation SNR (``|h|²``·SNR for block fading).
 
 The encoder half is a ``diffcomm`` encoder (``encoder(x) -> complex (B, k)`` before power
 normalisation); the decoder half maps equalised symbols (and the SNR) back to pixels.
@@ -214,7 +214,7 @@ def simulate(model: DeepJSCC, x: torch.Tensor, snr_db: torch.Tensor, channel: An
     symbols and the post-equalisation SNR ``SNR + 10 log10 mean |ĥ|²`` (ĥ: the per-symbol gains the
     receiver equalises with; a MIMO front end's stream gains), as the link's DeepJSCC receiver does
     (:func:`diffcomm.receivers.base.jscc_reconstruction`). Differentiable (used for training).
-    ``return_gain=True`` also returns the fading gain 10 log10 mean |ĥ|² per image (B,), 0 over AWGN.
+    ``return_gain=True`` also returns the fading gain 10 log10 mean ``|ĥ|²`` per image (B,), 0 over AWGN.
     """
     from diffcomm.channels import equalize_mmse, make_channel, normalize_power, snr_db_to_n0
     from diffcomm.channels.impairments import transmit_stages

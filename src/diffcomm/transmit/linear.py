@@ -15,6 +15,7 @@ exact pseudo-inverse and, under a Gaussian prior, an exact posterior (see
   dense matrix is built lazily, only when small enough.
 
 Example:
+    >>> from diffcomm.transmit import make_encoder
     >>> enc = make_encoder("downsample", (1, 28, 28), "1/8")
     >>> enc.k, enc.grid, enc(torch.rand(2, 1, 28, 28)).shape
     (98, (14, 14), torch.Size([2, 98]))

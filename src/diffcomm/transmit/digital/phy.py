@@ -1,6 +1,6 @@
 """Channel coding and modulation for the digital baseline: 5G NR LDPC + Gray QAM (Sionna).
 
-Chain (all coding blocks are Sionna's, nothing hand-written):
+Chain (all coding blocks are Sionna's, nothing hand-written)::
 
     bits --(pad to whole blocks)--> LDPC5GEncoder (3GPP TS 38.212, rate matching and the
     bit interleaver for ``bits_per_symbol``) --> Mapper("qam", m) (Gray, unit average energy)
@@ -16,7 +16,7 @@ zero-padded and the padding is sent, i.e. it counts in the channel uses. Channel
 complex QAM symbols.
 
 SISO zero-forcing with perfect CSI is an invertible scaling of y, so the demapper on
-(y / h, N0 / |h|^2) computes exactly the LLRs of the received symbol (no information is lost).
+(y / h, N0 / ``|h|^2``) computes exactly the LLRs of the received symbol (no information is lost).
 
 Example:
     >>> phy = LdpcQam(code_rate=1 / 2, bits_per_symbol=4, k_ldpc=256)
@@ -156,7 +156,7 @@ def equalize_perfect_csi(y: torch.Tensor, h: torch.Tensor, n0: float) -> tuple[t
     """Zero-forcing with perfect CSI (:func:`diffcomm.channels.equalize_zf`): ``s = y / h`` and the
     effective noise variance ``N0 / |h|^2`` per symbol.
 
-    For one antenna this is an invertible scaling, so the demapper's LLRs on (s, N0/|h|^2) equal
+    For one antenna this is an invertible scaling, so the demapper's LLRs on (s, N0/``|h|^2``) equal
     those on (y, h, N0): ``|s - c|^2 / (N0/|h|^2) = |y - h c|^2 / N0``.
 
     >>> s, v = equalize_perfect_csi(torch.tensor([2 + 0j]), torch.tensor([2 + 0j]), 0.1)
