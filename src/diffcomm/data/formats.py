@@ -10,7 +10,9 @@ bytes, numbers and numpy arrays (its allowlist: numpy array reconstruction and
 instead of running code.
 
 Example:
-    >>> from diffcomm.data.formats import load_cifar10  # doctest: +SKIP
+    The loading lines are skipped as doctests: they need the user's downloaded CIFAR-10 folder.
+
+    >>> from diffcomm.data.formats import load_cifar10
     >>> images, labels, classes = load_cifar10("~/data/cifar-10-batches-py", "test")  # doctest: +SKIP
     >>> images.shape, classes[0]  # doctest: +SKIP
     (torch.Size([10000, 3, 32, 32]), 'airplane')

@@ -2,13 +2,19 @@
 results store, a local/multiprocess/Ray runner, curves, an HTML report, and the demo.
 
 Example:
+    >>> import os, shutil, tempfile
     >>> from diffcomm.eval import grid_from_mapping, plan, run_grid, load_records, plot_results, write_report
-    >>> grid = plan(grid_from_mapping({"receivers": "pinv,lmmse", "encoders": "gaussian",
-    ...                                "snr": "0,10,20", "n": 16}))
-    >>> run_grid(grid, "results.jsonl").computed          # doctest: +SKIP
-    6
-    >>> write_report("results.jsonl", "report")           # doctest: +SKIP
-    PosixPath('report/report.html')
+    >>> grid = plan(grid_from_mapping({"receivers": "pinv", "encoders": "gaussian,downsample",
+    ...                                "snr": "0,10", "n": 4}))
+    >>> out = tempfile.mkdtemp()
+    >>> results = os.path.join(out, "results.jsonl")
+    >>> run_grid(grid, results, progress=False).computed       # 2 encoders × 2 SNRs
+    4
+    >>> len(load_records(results))
+    4
+    >>> write_report(results, os.path.join(out, "report")).name
+    'report.html'
+    >>> shutil.rmtree(out)
 """
 
 from diffcomm.eval.grid import (

@@ -6,6 +6,8 @@ The preset is :data:`PRESET` (``presets/demo.toml``), run by the same grid runne
 weights stop the demo before any work with a one-line error naming the model.
 
 Example:
+    Skipped as a doctest: it runs the whole preset grid, which takes minutes on a CPU.
+
     >>> from diffcomm.eval.demo import run_demo
     >>> info = run_demo("demo-out")                  # doctest: +SKIP
     >>> info["report"]                               # doctest: +SKIP

@@ -9,8 +9,16 @@ otherwise the axis is clipped to the other points, and a note on the figure name
 drawn with matplotlib's object API (no pyplot global state) and written atomically as PNG and SVG.
 
 Example:
-    >>> from diffcomm.eval import load_records, plot_results
-    >>> paths = plot_results(load_records("results.jsonl"), "plots")   # doctest: +SKIP
+    >>> import os, shutil, tempfile
+    >>> from diffcomm.eval import grid_from_mapping, load_records, plan, plot_results, run_grid
+    >>> out = tempfile.mkdtemp()
+    >>> results = os.path.join(out, "results.jsonl")
+    >>> _ = run_grid(plan(grid_from_mapping({"receivers": "pinv@gaussian", "snr": "0,10", "n": 4})), results,
+    ...              progress=False)
+    >>> paths = plot_results(load_records(results), os.path.join(out, "plots"), metrics=["psnr"])
+    >>> [p.name for p in paths]
+    ['psnr_awgn_perfect_cbr-1-16.png', 'psnr_awgn_perfect_cbr-1-16.svg']
+    >>> shutil.rmtree(out)
 """
 
 from __future__ import annotations

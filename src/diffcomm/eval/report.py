@@ -9,9 +9,15 @@ Image grids come from the reconstructions each point saved (``OUT.d/points``): p
 with its reconstructions at each SNR (PSNR underneath).
 
 Example:
-    >>> from diffcomm.eval import write_report
-    >>> write_report("results.jsonl", "report")       # doctest: +SKIP
+    >>> import os, shutil, tempfile
+    >>> from diffcomm.eval import grid_from_mapping, plan, run_grid, write_report
+    >>> out = tempfile.mkdtemp()
+    >>> results = os.path.join(out, "results.jsonl")
+    >>> _ = run_grid(plan(grid_from_mapping({"receivers": "pinv@gaussian", "snr": "10", "n": 4})), results,
+    ...              progress=False)
+    >>> write_report(results, os.path.join(out, "report")).relative_to(out)
     PosixPath('report/report.html')
+    >>> shutil.rmtree(out)
 """
 
 from __future__ import annotations

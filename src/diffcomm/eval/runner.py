@@ -24,11 +24,17 @@ positives, negatives}``, Hanley–McNeil s.e.; None when every image is on one s
 classifier (or off Fashion-MNIST) only the spread is recorded.
 
 Example:
+    >>> import os, shutil, tempfile
     >>> from diffcomm.eval import grid_from_mapping, plan, run_grid
     >>> p = plan(grid_from_mapping({"receivers": "pinv@gaussian", "snr": "10", "n": 4}))
-    >>> summary = run_grid(p, "results.jsonl", progress=False)     # doctest: +SKIP
-    >>> summary.computed, summary.reused                          # doctest: +SKIP
+    >>> out = tempfile.mkdtemp()
+    >>> summary = run_grid(p, os.path.join(out, "results.jsonl"), progress=False)
+    >>> summary.computed, summary.reused
     (1, 0)
+    >>> summary = run_grid(p, os.path.join(out, "results.jsonl"), progress=False)   # resumes: nothing left to do
+    >>> summary.computed, summary.reused
+    (0, 1)
+    >>> shutil.rmtree(out)
 """
 
 from __future__ import annotations

@@ -19,9 +19,19 @@ Deterministic receivers (pinv, the DeepJSCC decoder) give spread 0 and agreement
 record as ``ReceiverResult.uncertainty`` (x_hat = each image's first sample).
 
 Example:
-    >>> samples, _ = posterior_samples("dps", link, rx, prior, n_samples=8, steps=20)   # doctest: +SKIP
-    >>> u = uncertainty(samples, classifier=zoo.load("fmnist-classifier"))             # doctest: +SKIP
-    >>> u.spread.shape, u.agreement.shape                                               # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> prior = zoo.load("fmnist-prior")
+    >>> samples, _ = posterior_samples("dps", link, rx, prior, n_samples=3, steps=3, generator=gen)
+    >>> samples.shape                   # (images, samples, C, H, W)
+    torch.Size([2, 3, 1, 28, 28])
+    >>> u = uncertainty(samples, classifier=zoo.load("fmnist-classifier"))
+    >>> u.spread.shape, u.agreement.shape
+    (torch.Size([2]), torch.Size([2]))
 """
 
 from __future__ import annotations

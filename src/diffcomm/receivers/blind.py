@@ -38,8 +38,15 @@ It decodes without CSI (registered with ``csi="none"``); given a link with CSI i
 than silently ignore it. **Step bound**: DPS's weight with N0/``|ĥ|²`` floored at 10^-2.5 (25 dB).
 
 Example:
-    >>> res = blind_receiver(link, rx, zoo.load("fmnist-prior"))   # doctest: +SKIP
-    >>> res.extras["h_hat"]                                          # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("deepjscc", (1, 28, 28), "1/16", "rayleigh", snr_db=10.0, csi="none")
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = blind_receiver(link, rx, zoo.load("fmnist-prior"), steps=4, generator=gen)
+    >>> res.nfe, res.extras["h_hat"].shape, link.pilots_used    # one complex gain per image, no pilots
+    (4, torch.Size([2]), 0)
 """
 
 from __future__ import annotations

@@ -18,7 +18,15 @@ from ``start_sigma = 0.3`` (the decoder's output noised to σ = 0.3, SDEdit-styl
 decoder in PSNR.
 
 Example:
-    >>> res = cdm_receiver(link, rx, zoo.load("fmnist-cdm-jscc"), steps=10)   # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("deepjscc", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = cdm_receiver(link, rx, zoo.load("fmnist-cdm-jscc"), steps=3, generator=gen)
+    >>> res.x_hat.shape, res.nfe        # 3 Heun levels = 5 evaluations, each twice for CFG
+    (torch.Size([2, 1, 28, 28]), 10)
 """
 
 from __future__ import annotations

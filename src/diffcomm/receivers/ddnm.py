@@ -45,9 +45,15 @@ state replacement: D_y(x, σ) = x̂0 − V diag(λ_i) Vᵀ A⁺(A x̂0 − y) wi
 sampler-agnostic λ_i ≤ 1. Neither grows as σ_y → 0. NFE = ``steps`` for the first-order samplers.
 
 Example:
-    >>> res = ddnm_receiver(link, rx, zoo.load("fmnist-prior"), steps=100)   # doctest: +SKIP
-    >>> res.nfe                                                               # doctest: +SKIP
-    100
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = ddnm_receiver(link, rx, zoo.load("fmnist-prior"), steps=5, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 5)
 """
 
 from __future__ import annotations
@@ -125,8 +131,15 @@ def ddnm_receiver(link, rx, prior, *, steps: int = 100, sigma_max: float | None 
     Returns pixels in [0, 1]. ``extras["rank"]`` is the numerical rank of A per image.
 
     Example:
+        >>> import torch
+        >>> from diffcomm import zoo
+        >>> from diffcomm.pipeline import build_link
+        >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
         >>> gen = torch.Generator().manual_seed(0)
-        >>> res = ddnm_receiver(link, rx, prior, steps=100, generator=gen)   # doctest: +SKIP
+        >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+        >>> res = ddnm_receiver(link, rx, zoo.load("fmnist-prior"), steps=5, generator=gen)
+        >>> res.extras["rank"]          # 49 complex symbols = 98 real measurements per image
+        [98, 98]
     """
     with Timer() as t:
         system = model_space(link, rx, prior)

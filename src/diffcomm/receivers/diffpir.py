@@ -22,9 +22,15 @@ tunes λ and ζ per task (e.g. λ ≈ 1-8, ζ ≈ 0.3-1); the defaults here are 
 whatever σ_y. NFE = ``steps``.
 
 Example:
-    >>> res = diffpir_receiver(link, rx, zoo.load("fmnist-prior"), steps=100)   # doctest: +SKIP
-    >>> res.nfe                                                                  # doctest: +SKIP
-    100
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = diffpir_receiver(link, rx, zoo.load("fmnist-prior"), steps=5, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 5)
 """
 
 from __future__ import annotations
@@ -66,8 +72,15 @@ def diffpir_receiver(link, rx, prior, *, steps: int = 100, lam: float = 1.0, zet
     Returns pixels in [0, 1]; ``nfe = steps`` with the default sampler.
 
     Example:
+        >>> import torch
+        >>> from diffcomm import zoo
+        >>> from diffcomm.pipeline import build_link
+        >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
         >>> gen = torch.Generator().manual_seed(0)
-        >>> res = diffpir_receiver(link, rx, prior, lam=1.0, zeta=1.0, generator=gen)   # doctest: +SKIP
+        >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+        >>> res = diffpir_receiver(link, rx, zoo.load("fmnist-prior"), steps=4, lam=1.0, zeta=0.0, generator=gen)
+        >>> res.nfe
+        4
     """
     with Timer() as t:
         system = model_space(link, rx, prior)

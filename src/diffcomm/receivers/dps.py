@@ -21,8 +21,17 @@ plain posterior ODE; ζ > 1 sharpens data consistency, as DPS's tuned step does;
 so the step is at most ζ σ²(1 + σ²)/κ at every SNR and does not overshoot as N0 → 0.
 
 Example:
-    >>> res = dps_receiver(link, rx, zoo.load("fmnist-prior"), steps=30)   # doctest: +SKIP
-    >>> res.x_hat.shape, res.nfe                                             # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = dps_receiver(link, rx, zoo.load("fmnist-prior"), steps=5, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 5)
+    >>> bool(res.x_hat.min() >= 0 and res.x_hat.max() <= 1)
+    True
 """
 
 from __future__ import annotations

@@ -52,10 +52,16 @@
   ε ≤ 1, so σ̂ stays bounded as the SNR falls (−10 dB gives ε = 0.95).
 
 Example:
-    >>> term = DataTerm(link, rx, zoo.load("fmnist-prior"))        # doctest: +SKIP
-    >>> x_hat, sigma = term.estimate()                              # doctest: +SKIP
-    >>> x_hat.shape, sigma.shape                                    # doctest: +SKIP
-    (torch.Size([B, 1, 28, 28]), torch.Size([B]))
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("deepjscc", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> term = DataTerm(link, rx, zoo.load("fmnist-prior"))
+    >>> x_hat, sigma = term.estimate()
+    >>> x_hat.shape, sigma.shape
+    (torch.Size([2, 1, 28, 28]), torch.Size([2]))
 """
 
 from __future__ import annotations

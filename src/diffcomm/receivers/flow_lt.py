@@ -53,8 +53,15 @@ a step r²/(τ² + r² L) ≤ 1/L along the gradient (nonlinear links), with τ�
 nothing grows as N0 → 0; σ* is capped at the prior's σ_max.
 
 Example:
-    >>> res = flow_lt_receiver(link, rx, zoo.load("fmnist-prior"), steps=2)   # doctest: +SKIP
-    >>> res.nfe, res.extras["sigma_start"][:2]                                 # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("downsample", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = flow_lt_receiver(link, rx, zoo.load("fmnist-prior"), steps=2, generator=gen)
+    >>> res.nfe, len(res.extras["sigma_start"])     # one start level σ* per image
+    (2, 2)
 """
 
 from __future__ import annotations

@@ -11,7 +11,15 @@ fading gain the network is conditioned on come from what the receiver sees
 at every step.
 
 Example:
-    >>> res = i2sb_receiver(link, rx, zoo.load("fmnist-i2sb-jscc"), steps=4)   # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("deepjscc", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = i2sb_receiver(link, rx, zoo.load("fmnist-i2sb-jscc"), steps=4, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 4)
 """
 
 from __future__ import annotations

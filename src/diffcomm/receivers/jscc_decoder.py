@@ -6,7 +6,14 @@ the link SNR held inside its training range (:func:`diffcomm.receivers.base.deco
 does not extrapolate its SNR modulation outside 0–20 dB.
 
 Example:
-    >>> res = jscc_decoder_receiver(link, rx)      # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("deepjscc", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = jscc_decoder_receiver(link, rx)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 0)
 """
 
 from __future__ import annotations

@@ -36,8 +36,17 @@ images the DeepJSCC decoder alone gives 22.96 dB: with this 26.4 dB autoencoder 
 does not beat the plain decoder at 10 dB.
 
 Example:
-    >>> res = latent_dps_receiver(link, rx, zoo.load("fmnist-latent-prior"), steps=20)   # doctest: +SKIP
-    >>> res.x_hat.shape, res.nfe, res.extras["seconds_per_evaluation"]                   # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("deepjscc", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = latent_dps_receiver(link, rx, zoo.load("fmnist-latent-prior"), steps=4, generator=gen)
+    >>> res.x_hat.shape, res.nfe, res.extras["latent_shape"]
+    (torch.Size([2, 1, 28, 28]), 4, [4, 7, 7])
+    >>> res.extras["seconds_per_evaluation"] > 0
+    True
 """
 
 from __future__ import annotations

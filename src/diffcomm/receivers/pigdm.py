@@ -28,9 +28,15 @@ NFE = ``steps`` (plus one backward pass each) for the first-order samplers.
 σ_y → 0 (no 1/N0 growth).
 
 Example:
-    >>> res = pigdm_receiver(link, rx, zoo.load("fmnist-prior"), steps=50)   # doctest: +SKIP
-    >>> res.x_hat.shape, res.nfe                                               # doctest: +SKIP
-    (torch.Size([16, 1, 28, 28]), 50)
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = pigdm_receiver(link, rx, zoo.load("fmnist-prior"), steps=5, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 5)
 """
 
 from __future__ import annotations
@@ -80,8 +86,15 @@ def pigdm_receiver(link, rx, prior, *, steps: int = 50, eta: float = 1.0, sigma_
     ``sigma_max``. Returns pixels in [0, 1].
 
     Example:
+        >>> import torch
+        >>> from diffcomm import zoo
+        >>> from diffcomm.pipeline import build_link
+        >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
         >>> gen = torch.Generator().manual_seed(0)
-        >>> res = pigdm_receiver(link, rx, prior, steps=50, generator=gen)   # doctest: +SKIP
+        >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+        >>> res = pigdm_receiver(link, rx, zoo.load("fmnist-prior"), steps=4, eta=0.0, generator=gen)
+        >>> res.nfe
+        4
     """
     if sigma_data is None:
         sigma_data = float(getattr(prior, "sigma_data", 1.0))

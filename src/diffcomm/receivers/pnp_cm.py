@@ -42,9 +42,15 @@ downsample link at 0 dB, and dc moved results by < 0.1 dB. On the DeepJSCC link 
 r²/(τ² + r²L) ≤ 1/L (nonlinear links), with τ² floored at 25 dB; σ_0 is capped at the prior's σ_max.
 
 Example:
-    >>> res = pnp_cm_receiver(link, rx, zoo.load("fmnist-consistency"), steps=2)   # doctest: +SKIP
-    >>> res.nfe                                                                    # doctest: +SKIP
-    2
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("downsample", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = pnp_cm_receiver(link, rx, zoo.load("fmnist-consistency"), steps=2, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 2)
 """
 
 from __future__ import annotations

@@ -39,9 +39,15 @@ in bench/results/few_step.json.
 on 1/N0, so the step does not grow as N0 → 0.
 
 Example:
-    >>> res = pnp_flow_receiver(link, rx, zoo.load("fmnist-prior"), steps=4)   # doctest: +SKIP
-    >>> res.nfe                                                                 # doctest: +SKIP
-    4
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("downsample", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> res = pnp_flow_receiver(link, rx, zoo.load("fmnist-prior"), steps=4, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 4)
 """
 
 from __future__ import annotations

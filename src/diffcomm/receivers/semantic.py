@@ -8,8 +8,17 @@ transmission of the label) or, when ``labels`` is None, the classifier's own dec
 current estimate (self-guidance towards the most probable class).
 
 Example:
-    >>> sem = SemanticGuidance(zoo.load("fmnist-classifier"), lam=0.5)   # doctest: +SKIP
-    >>> dps_receiver(link, rx, prior, semantic=sem)                        # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> from diffcomm.pipeline import build_link
+    >>> link = build_link("gaussian", (1, 28, 28), "1/16", "awgn", snr_db=10.0)
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> rx = link.transmit(torch.rand(2, 1, 28, 28), generator=gen)
+    >>> from diffcomm.receivers.dps import dps_receiver
+    >>> sem = SemanticGuidance(zoo.load("fmnist-classifier"), lam=0.5)
+    >>> res = dps_receiver(link, rx, zoo.load("fmnist-prior"), steps=4, semantic=sem, generator=gen)
+    >>> res.x_hat.shape, res.nfe
+    (torch.Size([2, 1, 28, 28]), 4)
 """
 
 from __future__ import annotations

@@ -25,9 +25,12 @@ Bayes-optimal decision on ``y`` (by Sherman–Morrison the LMMSE direction is a 
 the Bayes discriminant ``μᵀAᵀΣ_y⁻¹ y``).
 
 Example:
-    >>> res = generative_classify(zoo.load("fmnist-prior"), x_hat, sigmas=(0.3, 0.6))   # doctest: +SKIP
-    >>> res.labels.shape, res.nfe                                                         # doctest: +SKIP
-    (torch.Size([B]), 40)
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> x_hat = torch.rand(2, 1, 28, 28)     # e.g. a receiver's reconstructions
+    >>> res = generative_classify(zoo.load("fmnist-prior"), x_hat, sigmas=(0.3, 0.6))
+    >>> res.labels.shape, res.nfe           # 10 classes × 2 levels × 2 (antithetic)
+    (torch.Size([2]), 40)
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ label differs (:func:`evaluate_semantic_only` with a shared ``cache``) — the s
 regenerating everything (up to float32 rounding of batched convolutions, ~1e-4), at a fraction of the cost.
 
 Example:
-    >>> x = generate_from_labels(zoo.load("fmnist-prior-long"), torch.tensor([0, 7]), steps=4)   # doctest: +SKIP
-    >>> x.shape                                                                               # doctest: +SKIP
+    >>> import torch
+    >>> from diffcomm import zoo
+    >>> x = generate_from_labels(zoo.load("fmnist-prior-long"), torch.tensor([0, 7]), steps=4)
+    >>> x.shape
     torch.Size([2, 1, 28, 28])
 """
 
