@@ -79,6 +79,21 @@ def test_blind_initial_estimate_is_close_at_high_snr():
     assert err.median() < 0.1
 
 
+@pytest.mark.parametrize("encoder", ["gaussian", "downsample", "deepjscc"])
+def test_blind_refinement_keeps_the_gain_magnitude_on_every_link(encoder):
+    """The alternations must not inflate |ĥ|: on the "gaussian" link the clamped pseudo-inverse loses power and,
+    before the received-power rescaling, |ĥ/h| reached a median of 2.75 after 3 rounds and 10.9 after 30."""
+    from diffcomm.data import get_dataset
+
+    x = get_dataset("fashion-mnist", "test").images[:32]
+    link = build_link(encoder, (1, 28, 28), 1 / 16, "rayleigh", 10.0, csi="none")
+    rx, truth = link.transmit(x, generator=torch.Generator().manual_seed(1), return_truth=True)
+    ratio = {r: (initial_channel_estimate(link, rx, refine=r)[0] / truth.h[:, 0]).abs().median()
+             for r in (0, 30)}
+    # |ĥ|² = mean|y|² − N0 from 49 unit-power symbols: its own spread is a few per cent (measured 1.00-1.02).
+    assert 0.9 < ratio[0] < 1.1 and abs(ratio[30] - ratio[0]) < 0.05
+
+
 # ---- blind OFDM (pilot-free CIR estimation) -------------------------------------------------------------------------
 def tdl_a(cp=10):
     from diffcomm.channels import make_channel
@@ -130,6 +145,20 @@ def test_blind_ofdm_estimates_the_taps_without_pilots():
     assert taps.shape == true.shape == (32, link.channel.n_taps) and link.pilots_used == 0
     nmse = (taps - true).abs().pow(2).sum(1) / true.abs().pow(2).sum(1)
     # measured 0.09 median at 10 dB on 64 images; guessing the prior mean gives 1
+    assert nmse.median() < 0.3
+
+
+def test_blind_ofdm_estimates_the_taps_on_a_linear_link():
+    """On the "gaussian" link the refinement diverged (median NMSE 52.9 after the 30 default rounds) before the
+    received-power rescaling; measured 0.129 after it on 32 training images."""
+    from diffcomm.data import get_dataset
+
+    x = get_dataset("fashion-mnist", "test").images[:32]
+    link = build_link("gaussian", (1, 28, 28), 1 / 16, tdl_a(), 10.0, csi="none")
+    rx = link.transmit(x, generator=torch.Generator().manual_seed(2))
+    true = link.channel.last_draw.taps[:, 0]
+    taps, _ = initial_channel_estimate(link, rx)
+    nmse = (taps - true).abs().pow(2).sum(1) / true.abs().pow(2).sum(1)
     assert nmse.median() < 0.3
 
 

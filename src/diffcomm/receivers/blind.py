@@ -12,7 +12,9 @@ Algorithm (per image):
    with ``ĥ_j = |ĥ| e^{iφ_j}``, reconstruct deterministically (DeepJSCC decoder, or the pseudo-inverse for
    linear links), re-encode and keep the candidate with the smallest residual ‖y − ĥ_j A₁(x_j)‖²
    (A₁: the link with h = 1), then refine ĥ by a few alternations of reconstruction and the
-   conditional MAP of step 2.
+   conditional MAP of step 2, each rescaled to the received-power estimate of ``|ĥ|²`` (the alternation
+   sets the phase and, for OFDM, the tap profile; the deterministic reconstruction, clamped to [0, 1], need
+   not keep the symbols' power, and without the rescaling ``|ĥ|`` grew every round on linear links).
 2. **Joint sampling**. DPS's conditional denoiser (:mod:`diffcomm.receivers.dps`) with the
    likelihood ‖y − ĥ A₁(x̂0)‖², run by any sampler; once the noise level has fallen below
    ``sigma_update`` (so that x̂0 carries information), after every evaluation the exact conditional
@@ -186,8 +188,21 @@ def _initial_theta(link, rx, model: FlatGain, unit, n_phase: int, n0: float | No
     for _ in range(refine):  # alternate: reconstruct with θ̂, then the conditional MAP of θ given s = A₁(x)
         x = _deterministic_reconstruction(link, rx, model.per_symbol(best), n0_hat)
         with torch.no_grad():
-            best = conditional_map(model, unit(x), rx.y, n0_hat)
+            best = _keep_received_power(model, conditional_map(model, unit(x), rx.y, n0_hat), mag)
     return best, n0_hat
+
+
+def _keep_received_power(model: FlatGain, theta: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """Rescale θ̂ so that the mean per-symbol channel power is the received-power estimate ``mag²``.
+
+    The symbols have unit power, so mean|y|² − N0 estimates mean|h|² whatever the image. The alternation's
+    re-encoded reconstruction need not keep that power: on a linear link the pseudo-inverse clamped to
+    [0, 1] loses power (about half for the "gaussian" encoder, whose A⁺y has ~40 % negative pixels), and the
+    conditional MAP then grew |ĥ| by ×1.4 per round (|ĥ/h| median 2.75 after 3 rounds on 32 training images,
+    Rayleigh 10 dB). The alternation is kept for what it estimates well — the phase and, for OFDM, the tap
+    profile — and the received power fixes the scale."""
+    power = model.per_symbol(theta).abs().pow(2).reshape(theta.shape[0], -1).mean(1).clamp_min(1e-12)
+    return theta * (mag / power.sqrt()).to(theta.real.dtype)[:, None]
 
 
 @register_receiver(
