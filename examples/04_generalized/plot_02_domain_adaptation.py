@@ -35,6 +35,8 @@ from diffcomm.receivers.base import get_spec
 from diffcomm.utils import format_table
 
 FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick run
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
 PER_CLASS = 1                      # digits of each class decoded
 CLASSES = (0, 3, 7) if FAST else range(10)
 STEPS = 6 if FAST else 20          # DPS steps (20 in the committed study)
@@ -104,7 +106,7 @@ print(format_table(["receiver", "PSNR (dB)", "digit accuracy"], table))
 # adaptation digits (0 = the source prior the fine-tuning starts from; the hollow marker at 0 is the
 # package's default ``fmnist-prior``), beside the DeepJSCC decoder (dotted).
 
-results = Path(__file__).resolve().parents[2] / "results"
+results = ROOT / "results"
 cells = json.loads((results / "adaptation" / "adaptation.json").read_text())
 SHOTS = {"fmnist-prior-long": 0, "fmnist-prior-mnist100": 100, "fmnist-prior-mnist1000": 1000}
 colours = {"awgn": "tab:blue", "rayleigh": "tab:orange"}

@@ -39,6 +39,8 @@ from diffcomm.metrics import mean_ci
 from diffcomm.pipeline import build_link, decode, score
 
 FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick run
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
 
 N_IMAGES = 3 if FAST else 6
 STEPS = 4 if FAST else 15
@@ -195,7 +197,7 @@ plt.show()
 # The same comparison on 256 test images at 5 dB (20 steps, ζ = 3 set by hand), committed under
 # ``results/``: one JSON record per receiver and CSI mode.
 
-committed = Path(__file__).resolve().parents[2] / "results" / "receivers" / "blind.jsonl"
+committed = ROOT / "results" / "receivers" / "blind.jsonl"
 for line in committed.read_text().splitlines():
     r = json.loads(line)
     print(f"{r['receiver']:6s} csi={r['csi']:9s} pilots={r['pilots']}  {r['snr_db']:g} dB  "

@@ -47,6 +47,8 @@ from diffcomm.metrics import mean_ci
 from diffcomm.pipeline import build_link, decode, score
 
 FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick run
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
 
 N_IMAGES = 3 if FAST else 8
 DPS_STEPS = 4 if FAST else 20
@@ -203,7 +205,7 @@ plt.show()
 # 10 dB on 256 test images — with the *Rayleigh-trained* encoder for the guided receivers (so the
 # transmitter there is not trained for the clipping) and calibrated strengths:
 
-matrix = json.loads((Path(__file__).resolve().parents[2] / "results" / "robustness" / "matrix.json").read_text())
+matrix = json.loads((ROOT / "results" / "robustness" / "matrix.json").read_text())
 for cell in sorted(matrix["cells"], key=lambda c: (c["row"], c["snr_db"], c["column"])):
     if cell["row"] in ("deepjscc", "dps", "hifi") and cell["column"] in ("flat", "clip-unmodelled", "clip-modelled"):
         print(f"{cell['row']:9s} {cell['snr_db']:4.0f} dB  {cell['column']:16s} PSNR {cell['psnr']['mean']:6.2f} dB"

@@ -42,6 +42,8 @@ from diffcomm.metrics.distribution import classifier_features, frechet_distance
 from diffcomm.pipeline import build_link, decode, score
 
 FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick run
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
 
 SNR_DB = 10.0
 N_BRIDGE = 8 if FAST else 32               # images for the I2SB sweep (FD-cls needs a set)
@@ -210,7 +212,7 @@ plt.show()
 # confirming weight :math:`\lambda` and the start level and CFG weight of the trained conditional
 # decoder ``cdm`` (numbers beside the points: the knob's value).
 
-committed = json.loads((Path(__file__).resolve().parents[2] / "results" / "tradeoff" / "tradeoff.json").read_text())
+committed = json.loads((ROOT / "results" / "tradeoff" / "tradeoff.json").read_text())
 knob = {"dps": "zeta", "hifi": "lam_confirm", "i2sb": "steps", "cdm": "start_sigma"}
 colours = {"dps": "tab:blue", "hifi": "tab:orange", "i2sb": "tab:green", "cdm": "tab:red"}
 snrs = sorted({c["snr_db"] for c in committed["cells"]})

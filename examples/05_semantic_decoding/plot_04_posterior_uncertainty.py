@@ -35,6 +35,8 @@ from diffcomm.metrics.uncertainty import posterior_samples, uncertainty
 from diffcomm.pipeline import build_link
 
 FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick run
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
 
 N_IMAGES = 2 if FAST else 4
 N_SAMPLES = 3 if FAST else 6
@@ -127,7 +129,7 @@ show(runs["high"])
 # samples' disagreement (1 − agreement) and by their pixel spread, with Hanley–McNeil standard
 # errors; 0.5 is chance.
 
-committed = json.loads((Path(__file__).resolve().parents[2] / "results" / "uncertainty" / "auroc.json").read_text())
+committed = json.loads((ROOT / "results" / "uncertainty" / "auroc.json").read_text())
 fig, (ax_cal, ax_auc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
 top = 0.0
 for (name, run), colour in zip(runs.items(), ["tab:purple", "tab:orange"]):

@@ -39,7 +39,9 @@ from diffcomm.utils import format_table
 FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick run
 N_IMAGES = 3 if FAST else 5                             # saved reconstructions shown per system
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
+RESULTS = ROOT / "results"
 GRID = RESULTS / "receivers" / "receivers.jsonl"
 records = load_records(GRID, repair=False)   # repair=False: only read, never touch the file
 

@@ -31,7 +31,9 @@ from diffcomm.eval.store import load_records
 from diffcomm.scenarios.report import ZERO_OPS, frontiers
 from diffcomm.utils import format_table
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
+RESULTS = ROOT / "results"
 records = load_records(RESULTS / "machine" / "records.jsonl", repair=False)  # read only
 front = frontiers(records)          # {channel: {snr: {"uses": ..., "compute": ..., "points": [...]}}}
 channels = list(front)

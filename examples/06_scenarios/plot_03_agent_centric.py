@@ -39,7 +39,9 @@ from diffcomm.utils import format_table
 FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick run
 N_ITEMS = 1 if FAST else 3                              # items drawn with the agents' views
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"
+# the repository root: sphinx-gallery runs each example from its own folder (and sets no __file__)
+ROOT = Path(__file__).resolve().parents[2] if "__file__" in globals() else Path.cwd().parents[1]
+RESULTS = ROOT / "results"
 records = load_records(RESULTS / "agents" / "records.jsonl", repair=False)   # read only
 decoding = [r for r in records if r["kind"] != "policy"]
 (policy,) = [r for r in records if r["kind"] == "policy"]

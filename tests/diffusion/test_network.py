@@ -60,3 +60,19 @@ def test_edm_weighting_makes_the_skip_only_loss_unit_scale():
     loss = edm_loss(D, x0, generator=g)
     se = loss.std() / len(loss) ** 0.5
     assert loss.mean().item() == pytest.approx(1.0, abs=5 * se.item())
+
+
+def test_a_float64_copy_runs_and_matches_float32():
+    """``.double()`` gives a float64 denoiser (reference solutions); the time embedding used to stay float32."""
+    torch.manual_seed(0)
+    net = UNet(CFG)
+    with torch.no_grad():  # the zero-initialised layers would hide the network (and its time embedding)
+        for p in net.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.1)
+    den = EDMDenoiser(net, sigma_data=0.5)
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 2.0])
+    out32 = den(x, sigma)
+    out64 = den.double()(x.double(), sigma.double())
+    assert out64.dtype == torch.float64
+    assert torch.allclose(out64, out32.double(), atol=1e-5)

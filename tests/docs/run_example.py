@@ -2,15 +2,15 @@
 
 Usage: python tests/docs/run_example.py examples/01_foundations/plot_x.py OUT_DIR
 
-The script runs as ``__main__`` with the Agg backend (``plt.show()`` draws nothing); afterwards each
-open figure is written to ``OUT_DIR/figure_NN.png``. The test suite sets ``DIFFCOMM_GALLERY_FAST=1``
+The script runs as sphinx-gallery runs it: as ``__main__`` in its own folder, *without* ``__file__``, with
+the Agg backend (``plt.show()`` draws nothing); afterwards each open figure is written to
+``OUT_DIR/figure_NN.png``. The test suite sets ``DIFFCOMM_GALLERY_FAST=1``
 so that each example runs its quick mode.
 """
 
 from __future__ import annotations
 
 import os
-import runpy
 import sys
 from pathlib import Path
 
@@ -25,7 +25,8 @@ def main(script: str, out_dir: str) -> int:
     out.mkdir(parents=True, exist_ok=True)
     plt.show = lambda *args, **kwargs: None
     os.chdir(script_path.parent)  # sphinx-gallery runs an example in its own folder
-    runpy.run_path(str(script_path), run_name="__main__")
+    code = compile(script_path.read_text(encoding="utf-8"), str(script_path), "exec")
+    exec(code, {"__name__": "__main__", "__builtins__": __builtins__})  # no __file__, as in sphinx-gallery
     numbers = plt.get_fignums()
     for i, num in enumerate(numbers, start=1):
         plt.figure(num).savefig(out / f"figure_{i:02d}.png", dpi=50)

@@ -73,10 +73,14 @@ def _groups(channels: int) -> int:
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Transformer-style sinusoidal embedding of a real scalar per sample (Vaswani et al. 2017)."""
+    """Transformer-style sinusoidal embedding of a real scalar per sample (Vaswani et al. 2017).
+
+    float32, or float64 for a float64 ``t`` (a model converted with ``.double()``, e.g. for reference solutions).
+    """
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None] * 1000.0 / 4.0
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=dtype) / half)
+    args = t.to(dtype)[:, None] * freqs[None] * 1000.0 / 4.0
     return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
 
 

@@ -30,6 +30,14 @@ import torch.nn.functional as F
 
 
 class SemanticGuidance:
+    """Classifier guidance as an extra loss term for a gradient-guided receiver (``semantic=`` of dps, hifi, blind).
+
+    ``classifier``: pixels (B, C, H, W) in [0, 1] -> class logits (e.g. ``zoo.load("fmnist-classifier")``);
+    ``lam``: the weight λ of −log p_φ(c | x̂0) relative to the receiver's data term; ``labels``: the known
+    classes (B,), or None to guide towards the classifier's own decision on the current estimate.
+    :meth:`term` returns the loss ``(x0_model, x) -> (B,)`` the receiver adds to its data-consistency loss.
+    """
+
     def __init__(self, classifier, lam: float = 1.0, labels: torch.Tensor | None = None):
         self.classifier = classifier
         self.lam = float(lam)
