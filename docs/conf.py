@@ -40,7 +40,8 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "README.md", "**/GALLERY_HEADER.rst", "auto_examples/**/*.ipynb",
-                    "auto_examples/**/*.py", "auto_examples/**/*.zip", "auto_examples/**/*.json"]
+                    "auto_examples/**/*.py", "auto_examples/**/*.zip", "auto_examples/**/*.json",
+                    "sg_execution_times.rst", "auto_examples/**sg_execution_times.rst"]
 templates_path = []
 html_theme = "furo"
 html_title = f"diffcomm {release}"
@@ -79,6 +80,7 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "show_memory": False,
     "min_reported_time": 1,
+    "write_computation_times": False,  # those pages load DataTables from a CDN: the site must work offline
 }
 
 # One API page per public module -------------------------------------------------------------------
@@ -120,16 +122,22 @@ def write_api_pages(out_dir: Path = DOCS / "api") -> list[str]:
     for stale in out_dir.glob("diffcomm*.rst"):
         if stale.stem not in modules:
             stale.unlink()
-    groups: dict[str, list[str]] = {}
+    packages = {name for name in modules if name != "diffcomm" and hasattr(importlib.import_module(name), "__path__")}
+    groups: dict[str, list[str]] = {"diffcomm": []}
     for name in modules:
-        parts = name.split(".")
-        groups.setdefault(".".join(parts[:2]) if len(parts) > 1 else name, []).append(name)
+        top = ".".join(name.split(".")[:2])
+        groups.setdefault(top if top in packages else "diffcomm", []).append(name)
     lines = ["API reference", "=============", "",
              "Generated from the docstrings, one page per module. Each module's docstring cites the",
              "paper and equation it implements; the conventions are on :doc:`../conventions`.", ""]
     for group, names in groups.items():
-        lines += [f"``{group}``", "-" * (len(group) + 4), "", ".. toctree::", "   :maxdepth: 1", ""]
-        lines += [f"   {name}" for name in names] + [""]
+        title = "The package and its top-level modules" if group == "diffcomm" else f"``{group}``"
+        doc = (importlib.import_module(group).__doc__ or "").strip()
+        summary = " ".join(doc.split("\n\n")[0].split())  # the docstring's first paragraph
+        lines += [title, "-" * len(title), ""]
+        if group != "diffcomm" and summary:
+            lines += [summary, ""]
+        lines += [".. toctree::", "   :maxdepth: 1", ""] + [f"   {name}" for name in names] + [""]
     _write_if_changed(out_dir / "index.rst", "\n".join(lines))
     return modules
 

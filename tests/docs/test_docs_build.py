@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,6 @@ def test_site_builds_warning_free(tmp_path: Path):
     gallery = [out / "auto_examples" / p.parent.name / f"{p.stem}.html" for p in examples]
     assert examples and all(p.is_file() for p in gallery), "an example has no gallery page"
     assert (out / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not bundled: the site is not offline"
+    remote = re.compile(r"<(?:script|link)[^>]*(?:src|href)=\"(?:https?:)?//")
+    online = [p.relative_to(out) for p in out.rglob("*.html") if remote.search(p.read_text(encoding="utf-8"))]
+    assert not online, f"pages load scripts or styles from the network: {online[:5]}"
