@@ -239,6 +239,19 @@ def default_uncertainty_classifier(shape: tuple[int, ...]):
     return zoo.load("fmnist-classifier")
 
 
+def semantic_guidance(shape: tuple[int, ...], lam: float):
+    """Classifier guidance of weight ``lam`` with the shipped classifier for images of ``shape`` (the ``semantic``
+    option of dps, hifi and blind through :func:`decode` and ``--option semantic=λ``), towards the classifier's own
+    decision on the current estimate (:class:`diffcomm.receivers.semantic.SemanticGuidance`, ``labels=None``)."""
+    from diffcomm.receivers.semantic import SemanticGuidance
+
+    classifier = default_uncertainty_classifier(shape)
+    if classifier is None:
+        raise DiffcommError(f"option semantic needs a shipped classifier for images of shape {tuple(shape)} (there is "
+                            f"one for 1x28x28); call the receiver with semantic=SemanticGuidance(your_classifier, lam)")
+    return SemanticGuidance(classifier, lam)
+
+
 def _with_uncertainty(result: ReceiverResult, batch: int, n_samples: int, classifier,
                       classifier_name: str | None) -> ReceiverResult:
     """Split the batched result of ``batch × n_samples`` rows: x_hat = each image's first sample,
@@ -312,7 +325,10 @@ def decode(receiver: str, link, rx, prior=None, generator: torch.Generator | Non
     if prior is None:
         prior = default_prior(spec, link.shape, dataset)
     filled = {name: c["value"] for name, c in calibrated.items()}
-    result = spec.fn(link, rx, prior, generator=generator, **filled, **checked)
+    call = dict(checked)
+    if call.get("semantic"):  # the option form of classifier guidance: a weight λ for the shipped classifier
+        call["semantic"] = semantic_guidance(link.shape, call["semantic"])
+    result = spec.fn(link, rx, prior, generator=generator, **filled, **call)
     used = {**spec.defaults(), **filled, **checked}
     result.extras["options_used"] = used
     result.extras["options_source"] = {name: "user" if name in checked else "calibrated" if name in filled

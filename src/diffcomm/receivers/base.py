@@ -66,7 +66,9 @@ class Option:
     """Type and range of one receiver option (its default comes from the function signature).
 
     ``kind`` is ``int``, ``float``, ``bool`` or ``str``; ``low``/``high`` bound numbers (inclusive
-    unless ``open_low``/``open_high``); ``choices`` restricts strings; ``optional`` allows None.
+    unless ``open_low``/``open_high``); ``choices`` restricts strings; ``optional`` allows None; ``objects``:
+    classes whose instances pass unchanged (a receiver function's richer form of the option, e.g. a
+    :class:`~diffcomm.receivers.semantic.SemanticGuidance` for ``semantic``).
     ``tune`` marks a *strength* option (a guidance step, a data-term weight) with the candidate
     values :func:`diffcomm.calibration.tune` searches on validation images (``diffcomm tune``); the
     winners, stored per link and SNR, become the option's defaults (:mod:`diffcomm.calibration`).
@@ -81,6 +83,7 @@ class Option:
     open_high: bool = False
     help: str = ""
     tune: tuple[float, ...] | None = None
+    objects: tuple[type, ...] = ()
 
     def describe(self) -> str:
         if self.choices:
@@ -88,11 +91,14 @@ class Option:
         lo = "" if self.low is None else f"{'>' if self.open_low else '>='} {self.low:g}"
         hi = "" if self.high is None else f"{'<' if self.open_high else '<='} {self.high:g}"
         rng = " and ".join(p for p in (lo, hi) if p)
-        return f"{self.kind.__name__}{' ' + rng if rng else ''}{' or none' if self.optional else ''}"
+        objects = "".join(f" or a {cls.__name__}" for cls in self.objects)
+        return f"{self.kind.__name__}{' ' + rng if rng else ''}{' or none' if self.optional else ''}{objects}"
 
     def check(self, receiver: str, name: str, value: Any) -> Any:
         """The value, converted (int -> float for float options), or a one-line DiffcommError."""
         bad = DiffcommError(f"{receiver}: option {name} must be {self.describe()}, got {value!r}")
+        if self.objects and isinstance(value, self.objects):
+            return value
         if value is None:
             if self.optional:
                 return None

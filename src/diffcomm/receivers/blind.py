@@ -67,6 +67,7 @@ from diffcomm.receivers.base import (
     register_receiver,
 )
 from diffcomm.receivers.guidance import SAMPLERS, dps_weight, gradient_guided, posterior_from_noise
+from diffcomm.receivers.semantic import SEMANTIC_OPTION, semantic_loss
 
 
 class FlatGain:
@@ -214,7 +215,7 @@ def _keep_received_power(model: FlatGain, theta: torch.Tensor, mag: torch.Tensor
              "kappa": Option(float, 0, 100, open_low=True), "n_phase": Option(int, 1, 360),
              "estimate_noise": Option(bool), "sigma_update": Option(float, 0, 1000),
              "n0_floor": Option(float, 0, 10, open_low=True), "sampler": Option(str, choices=SAMPLERS),
-             "eta": Option(float, 0, 1), "refine": Option(int, 0, 1000)})
+             "eta": Option(float, 0, 1), "refine": Option(int, 0, 1000), "semantic": SEMANTIC_OPTION})
 def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: float = 1.0, n_phase: int = 16,
                    estimate_noise: bool = False, sigma_update: float = 1.0, n0_floor: float = 1e-4,
                    sampler: str = "euler", eta: float = 1.0, refine: int | None = None, semantic=None,
@@ -247,7 +248,7 @@ def blind_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa
         def make_denoiser(counted):
             weight = dps_weight(lambda: state["n0"], zeta, kappa, lambda: state["theta"].abs().pow(2).sum(1))
             return gradient_guided(counted, data_fit, weight, after=update_channel,
-                                   extra_loss=semantic.term(prior) if semantic is not None else None)
+                                   extra_loss=semantic_loss(semantic, prior))
 
         x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
                                           receiver="blind",

@@ -40,6 +40,7 @@ import torch
 
 from diffcomm.receivers.base import Option, ReceiverResult, Timer, complex_sq_norm, register_receiver
 from diffcomm.receivers.guidance import SAMPLERS, dps_weight, gain_power, gradient_guided, posterior_from_noise
+from diffcomm.receivers.semantic import SEMANTIC_OPTION, semantic_loss
 
 
 @register_receiver(
@@ -48,7 +49,7 @@ from diffcomm.receivers.guidance import SAMPLERS, dps_weight, gain_power, gradie
     options={"steps": Option(int, 1, 1000),
              "zeta": Option(float, 0, 100, open_low=True, tune=(0.5, 1.0, 2.0, 3.0, 5.0, 8.0)),
              "kappa": Option(float, 0, 100, open_low=True), "churn": Option(float, 0, 100),
-             "sampler": Option(str, choices=SAMPLERS), "eta": Option(float, 0, 1)})
+             "sampler": Option(str, choices=SAMPLERS), "eta": Option(float, 0, 1), "semantic": SEMANTIC_OPTION})
 def dps_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: float = 1.0, churn: float = 0.0,
                  sampler: str = "euler", eta: float = 1.0, class_labels: torch.Tensor | None = None,
                  semantic=None, generator: torch.Generator | None = None) -> ReceiverResult:
@@ -66,7 +67,7 @@ def dps_receiver(link, rx, prior, *, steps: int = 30, zeta: float = 1.0, kappa: 
 
         def make_denoiser(counted):
             return gradient_guided(counted, data_fit, dps_weight(rx.n0, zeta, kappa, gain_power(rx)), class_labels,
-                                   extra_loss=semantic.term(prior) if semantic is not None else None)
+                                   extra_loss=semantic_loss(semantic, prior))
 
         x_hat, nfe = posterior_from_noise(prior, make_denoiser, rx.batch, link.shape, steps, sampler, generator,
                                           receiver="dps",

@@ -58,6 +58,7 @@ from diffcomm.receivers.guidance import (
     run_sampler,
     sampler_options,
 )
+from diffcomm.receivers.semantic import SEMANTIC_OPTION, semantic_loss
 
 
 def start_sigma(snr_db: float, scale: float, sigma_max: float) -> float:
@@ -79,7 +80,7 @@ def start_sigma(snr_db: float, scale: float, sigma_max: float) -> float:
              "kappa": Option(float, 0, 100, open_low=True),
              "lam_confirm": Option(float, 0, 1000, tune=(0.0, 1.0, 3.0, 10.0, 30.0, 100.0)),
              "start_scale": Option(float, 0, 100, open_low=True), "sampler": Option(str, choices=SAMPLERS),
-             "eta": Option(float, 0, 1)})
+             "eta": Option(float, 0, 1), "semantic": SEMANTIC_OPTION})
 def hifi_receiver(link, rx, prior, *, steps: int = 20, zeta: float = 1.0, kappa: float = 1.0,
                   lam_confirm: float = 1.0, start_scale: float = 1.0, sampler: str = "euler", eta: float = 1.0,
                   class_labels: torch.Tensor | None = None, semantic=None,
@@ -108,7 +109,7 @@ def hifi_receiver(link, rx, prior, *, steps: int = 20, zeta: float = 1.0, kappa:
 
         weight = dps_weight(rx.n0, zeta, kappa, gain_power(rx))
         denoiser = gradient_guided(counted, data_fit, weight, class_labels,
-                                   extra_loss=semantic.term(prior) if semantic is not None else None)
+                                   extra_loss=semantic_loss(semantic, prior))
         x0 = run_sampler(sampler, denoiser, x, sigmas, generator, **sampler_options(sampler, eta=eta))
     return ReceiverResult(prior.to_pixels(x0).clamp(0, 1), nfe=counted.nfe, seconds=t.seconds,
                           extras={"sigma_start": float(sigmas[0]), "steps": len(sigmas) - 1, "sampler": sampler})

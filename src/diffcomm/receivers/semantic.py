@@ -28,6 +28,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from diffcomm.errors import DiffcommError
+from diffcomm.receivers.base import Option
+
 
 class SemanticGuidance:
     """Classifier guidance as an extra loss term for a gradient-guided receiver (``semantic=`` of dps, hifi, blind).
@@ -49,3 +52,19 @@ class SemanticGuidance:
             target = self.labels if self.labels is not None else logits.detach().argmax(1)
             return self.lam * F.cross_entropy(logits, target, reduction="none")
         return loss
+
+
+SEMANTIC_OPTION = Option(float, 0, 100, optional=True, objects=(SemanticGuidance,),
+                         help="classifier-guidance weight λ with the shipped classifier (decode/CLI); 0 or none: off")
+
+
+def semantic_loss(semantic, prior) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The extra loss of a receiver's ``semantic`` argument: None (or 0) -> no term; a :class:`SemanticGuidance` ->
+    its :meth:`~SemanticGuidance.term`. A bare number is the *option* form, which :func:`diffcomm.pipeline.decode`
+    turns into guidance with the shipped classifier; a receiver function given one directly refuses it."""
+    if semantic is None or (isinstance(semantic, (int, float)) and not isinstance(semantic, bool) and semantic == 0):
+        return None
+    if isinstance(semantic, SemanticGuidance):
+        return semantic.term(prior)
+    raise DiffcommError(f"semantic must be a SemanticGuidance(classifier, lam) here, got {semantic!r}; a weight "
+                        f"alone (semantic={semantic!r}) works through diffcomm.pipeline.decode or --option semantic=λ")
