@@ -46,12 +46,7 @@ FAST = os.environ.get("DIFFCOMM_GALLERY_FAST") == "1"  # the test suite's quick 
 # stochastic samplers need them.
 
 F64 = torch.float64
-angles = torch.tensor([90.0, 210.0, 330.0], dtype=F64).deg2rad()
-means = 2.5 * torch.stack([angles.cos(), angles.sin()], 1)
-covs = torch.stack([torch.diag(torch.tensor([0.5, 0.04], dtype=F64)) for _ in range(3)])
-rot = torch.stack([torch.stack([a.cos(), -a.sin(), a.sin(), a.cos()]).reshape(2, 2) for a in angles + torch.pi / 2])
-covs = rot @ covs @ rot.transpose(1, 2)  # each component stretched along the circle
-mixture = GaussianMixtureDenoiser(torch.tensor([0.5, 0.3, 0.2]), means, covs)
+mixture = GaussianMixtureDenoiser.ring(torch.tensor([0.5, 0.3, 0.2]), radius=2.5, var_along=0.5, var_across=0.04)
 
 SIGMA_MAX, LIM = 5.0, 7.5
 ode_sigmas = karras_sigmas(30 if FAST else 40, 0.01, SIGMA_MAX, dtype=F64)

@@ -129,3 +129,15 @@ def test_errors():
         GaussianMixtureDenoiser(torch.tensor([0.5, 0.6]), torch.zeros(2, 2), torch.stack([torch.eye(2)] * 2))
     with pytest.raises(DiffcommError):
         GMM(torch.zeros(2, 3), 1.0, class_labels=torch.tensor([0, 4]))
+
+
+def test_ring_components_are_stretched_along_the_circle():
+    from diffcomm.diffusion.gaussian import GaussianMixtureDenoiser
+
+    mix = GaussianMixtureDenoiser.ring(torch.tensor([0.25, 0.25, 0.25, 0.25]), 3.0, var_along=0.5, var_across=0.02)
+    assert torch.allclose(mix.means.norm(dim=1), torch.full((4,), 3.0, dtype=torch.float64))
+    radial = mix.means / 3.0
+    tangent = torch.stack([-radial[:, 1], radial[:, 0]], 1)
+    var = lambda v: torch.einsum("ki,kij,kj->k", v, mix.covs, v)  # noqa: E731
+    assert torch.allclose(var(tangent), torch.full((4,), 0.5, dtype=torch.float64))
+    assert torch.allclose(var(radial), torch.full((4,), 0.02, dtype=torch.float64))

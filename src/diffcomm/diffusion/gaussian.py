@@ -136,6 +136,28 @@ class GaussianMixtureDenoiser:
         self._u_cat = self.eigvecs.permute(1, 0, 2).reshape(d, k * d)    # [U_1 ... U_K], (d, K d)
         self._m_rot = torch.einsum("kd,kde->ke", self.means, self.eigvecs).reshape(k * d)
 
+    @classmethod
+    def ring(cls, weights: torch.Tensor, radius: float, var_along: float, var_across: float,
+             start_deg: float = 90.0) -> GaussianMixtureDenoiser:
+        """K = len(weights) elongated 2-D components evenly spaced on a circle, each stretched along it (thin arcs):
+        component k at angle start + 360°·k/K, variance ``var_along`` tangentially and ``var_across`` radially.
+
+        Example:
+            >>> D = GaussianMixtureDenoiser.ring(torch.tensor([0.5, 0.3, 0.2]), 2.0, 0.5, 0.04)
+            >>> D.means.round(decimals=3)
+            tensor([[ 0.0000,  2.0000],
+                    [-1.7320, -1.0000],
+                    [ 1.7320, -1.0000]], dtype=torch.float64)
+        """
+        weights = torch.as_tensor(weights, dtype=F64).reshape(-1)
+        angles = (start_deg + 360.0 * torch.arange(len(weights), dtype=F64) / len(weights)).deg2rad()
+        means = radius * torch.stack([angles.cos(), angles.sin()], 1)
+        tangent = torch.stack([-angles.sin(), angles.cos()], 1)             # (K, 2) unit vectors along the circle
+        normal = torch.stack([angles.cos(), angles.sin()], 1)
+        covs = (var_along * tangent[:, :, None] * tangent[:, None, :]
+                + var_across * normal[:, :, None] * normal[:, None, :])
+        return cls(weights, means, covs)
+
     @property
     def null_label(self) -> int:
         """Label that selects the unconditional mixture (= number of components)."""
