@@ -20,6 +20,7 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import diffcomm  # noqa: E402
+from diffcomm.utils import public_modules  # noqa: E402
 
 project = "diffcomm"
 author = "the diffcomm developers"
@@ -42,11 +43,8 @@ root_doc = "index"
 exclude_patterns = ["_build", "README.md", "**/GALLERY_HEADER.rst", "auto_examples/**/*.ipynb",
                     "auto_examples/**/*.py", "auto_examples/**/*.zip", "auto_examples/**/*.json",
                     "sg_execution_times.rst", "auto_examples/**sg_execution_times.rst"]
-templates_path = []
 html_theme = "furo"
 html_title = f"diffcomm {release}"
-html_static_path = []
-suppress_warnings = ["config.cache"]  # sphinx-gallery's callables in the config are not picklable
 
 # Markdown pages (the architecture and interface pages are shared with the repository's docs/).
 myst_enable_extensions = ["dollarmath"]
@@ -58,19 +56,12 @@ napoleon_numpy_docstring = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_default_options = {"members": True, "show-inheritance": False}
-nitpicky = False
-
-
-def _gallery_order(folder: str) -> str:
-    return Path(folder).name
-
 
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "within_subsection_order": "FileNameSortKey",
-    "subsection_order": _gallery_order,
+    "within_subsection_order": "FileNameSortKey",  # sections too are in folder-name order (the default)
     "download_all_examples": False,
     "remove_config_comments": True,
     "matplotlib_animations": False,
@@ -84,19 +75,6 @@ sphinx_gallery_conf = {
 }
 
 # One API page per public module -------------------------------------------------------------------
-
-SKIP_MODULES = {"diffcomm.__main__", "diffcomm.cli.__main__"}  # importing them would run the CLI
-
-
-def public_modules() -> list[str]:
-    """Every importable diffcomm module that gets an API page (``__main__`` modules excluded)."""
-    names = ["diffcomm"]
-    for info in pkgutil.walk_packages(diffcomm.__path__, prefix="diffcomm."):
-        if info.name in SKIP_MODULES or any(part.startswith("_") for part in info.name.split(".")):
-            continue
-        names.append(info.name)
-    return sorted(names)
-
 
 def _write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text(encoding="utf-8") != text:

@@ -326,7 +326,7 @@ def decode(receiver: str, link, rx, prior=None, generator: torch.Generator | Non
         prior = default_prior(spec, link.shape, dataset)
     filled = {name: c["value"] for name, c in calibrated.items()}
     call = dict(checked)
-    if call.get("semantic"):  # the option form of classifier guidance: a weight λ for the shipped classifier
+    if isinstance(call.get("semantic"), float) and call["semantic"] > 0:  # the option form: a weight λ
         call["semantic"] = semantic_guidance(link.shape, call["semantic"])
     result = spec.fn(link, rx, prior, generator=generator, **filled, **call)
     used = {**spec.defaults(), **filled, **checked}

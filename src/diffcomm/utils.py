@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes, seeding, git revision, safetensors I/O."""
+"""Small shared helpers: atomic file writes, seeding, git revision, safetensors I/O, the package's modules."""
 
 from __future__ import annotations
 
@@ -102,3 +102,20 @@ def format_table(header: list[str], rows: list[list[str]], wrap: dict[int, int] 
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def public_modules() -> list[str]:
+    """Every module of the package except the ``__main__`` entry points (importing those runs the CLI):
+    the API reference's pages (docs/conf.py) and the modules whose doctests the suite runs.
+
+    Example:
+        >>> mods = public_modules()
+        >>> mods[0], "diffcomm.link" in mods, any(m.endswith("__main__") for m in mods)
+        ('diffcomm', True, False)
+    """
+    import pkgutil
+
+    import diffcomm
+
+    return ["diffcomm"] + sorted(info.name for info in pkgutil.walk_packages(diffcomm.__path__, prefix="diffcomm.")
+                                 if not info.name.endswith("__main__"))

@@ -5,14 +5,12 @@ from __future__ import annotations
 import doctest
 import importlib
 import io
-import pkgutil
 
 import pytest
 
-import diffcomm
+from diffcomm.utils import public_modules
 
-MODULES = ["diffcomm"] + sorted(info.name for info in pkgutil.walk_packages(diffcomm.__path__, prefix="diffcomm.")
-                                if not info.name.endswith("__main__"))
+MODULES = public_modules()
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

@@ -55,6 +55,7 @@ def test_bad_weights_and_a_bare_weight_given_to_the_function_are_refused(noisy):
     sem = SemanticGuidance(zoo.load("fmnist-classifier"), lam=0.5)
     res = dps_receiver(link, rx, zoo.load("fmnist-prior"), steps=2, semantic=sem)  # the object form still works
     assert res.x_hat.shape == (8, 1, 28, 28)
+    assert decode("dps", link, rx, steps=2, semantic=sem).x_hat.shape == (8, 1, 28, 28)  # and through decode
 
 
 def test_images_without_a_shipped_classifier_get_a_clear_error():

@@ -62,7 +62,7 @@ def semantic_loss(semantic, prior) -> Callable[[torch.Tensor, torch.Tensor], tor
     """The extra loss of a receiver's ``semantic`` argument: None (or 0) -> no term; a :class:`SemanticGuidance` ->
     its :meth:`~SemanticGuidance.term`. A bare number is the *option* form, which :func:`diffcomm.pipeline.decode`
     turns into guidance with the shipped classifier; a receiver function given one directly refuses it."""
-    if semantic is None or (isinstance(semantic, (int, float)) and not isinstance(semantic, bool) and semantic == 0):
+    if not semantic:  # None or a zero weight
         return None
     if isinstance(semantic, SemanticGuidance):
         return semantic.term(prior)
